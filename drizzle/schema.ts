@@ -1,0 +1,4 @@
+export * from './projects.ts';
+export * from './api-keys.ts';
+export * from './tasks.ts';
+export * from './task-events.ts';

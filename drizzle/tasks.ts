@@ -1,0 +1,89 @@
+import { sql } from 'drizzle-orm';
+import { boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { projects } from './projects.ts';
+
+/** Statuses of DESIGN §4; every change is a compare-and-set on this column. */
+export type TaskStatus =
+  | 'delayed'
+  | 'pending'
+  | 'processing'
+  | 'waiting'
+  | 'polling'
+  | 'completed'
+  | 'failed'
+  | 'timeout'
+  | 'cancelled';
+
+export interface StoredResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+  bodyEncoding?: 'base64';
+  truncated?: boolean;
+  duration: number;
+}
+
+export interface StoredError {
+  code: string;
+  message: string;
+  statusCode?: number;
+}
+
+export const tasks = pgTable(
+  'tasks',
+  {
+    id: uuid('id').primaryKey(),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id),
+    status: text('status').$type<TaskStatus>().notNull(),
+    targetUrl: text('target_url').notNull(),
+    method: text('method').notNull(),
+    /** Headers with sensitive values already replaced by "[redacted]": what views show. */
+    headersView: jsonb('headers_view').$type<Record<string, string>>().notNull(),
+    /** Sealed JSON `{ headers, body, token }`: everything dispatch needs that must not sit in clear. */
+    requestSealed: text('request_sealed').notNull(),
+    waitForSignal: boolean('wait_for_signal').notNull(),
+    maxWaitTime: integer('max_wait_time').notNull(),
+    timeout: integer('timeout').notNull(),
+    maxRetries: integer('max_retries').notNull(),
+    retryBackoff: text('retry_backoff').$type<'exponential' | 'linear'>().notNull(),
+    delayUntil: timestamp('delay_until', { withTimezone: true }),
+    priority: integer('priority').notNull(),
+    onCompleteUrl: text('on_complete_url'),
+    provider: text('provider'),
+    pollConfig: jsonb('poll_config').$type<Record<string, unknown>>(),
+    metadata: jsonb('metadata').$type<Record<string, string>>().notNull(),
+    /** SHA-256 (hex) of the single-use callback token; null when the task never waits. */
+    callbackHash: text('callback_hash'),
+    /** SHA-256 of the accepted callback body, so a provider's retry of it is answered 200. */
+    callbackBodyHash: text('callback_body_hash'),
+    result: jsonb('result').$type<StoredResult>(),
+    error: jsonb('error').$type<StoredError>(),
+    retryCount: integer('retry_count').notNull().default(0),
+    idempotencyKey: text('idempotency_key'),
+    idempotencyFingerprint: text('idempotency_fingerprint'),
+    /** onComplete delivery: null when there is no onCompleteUrl or the task is not terminal yet. */
+    deliveryStatus: text('delivery_status').$type<'pending' | 'delivered' | 'failed'>(),
+    deliveryAttempts: integer('delivery_attempts').notNull().default(0),
+    /** Bumped by every redelivery so a retry job of an older round cannot act on the new one. */
+    deliveryGeneration: integer('delivery_generation').notNull().default(0),
+    deliveryNextAt: timestamp('delivery_next_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    dispatchedAt: timestamp('dispatched_at', { withTimezone: true }),
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('tasks_callback_hash_idx').on(t.callbackHash),
+    uniqueIndex('tasks_idempotency_idx').on(t.projectId, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
+    // Keyset listing: newest first within a project, optionally by status.
+    index('tasks_project_id_idx').on(t.projectId, t.id),
+    index('tasks_project_status_id_idx').on(t.projectId, t.status, t.id),
+    index('tasks_metadata_idx').using('gin', t.metadata),
+    index('tasks_completed_at_idx').on(t.completedAt).where(sql`${t.completedAt} is not null`),
+  ],
+);
+
+export type TaskRow = typeof tasks.$inferSelect;

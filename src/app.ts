@@ -1,0 +1,56 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { HTTPException } from 'hono/http-exception';
+import { requestId } from 'hono/request-id';
+import type { ZodError } from 'zod';
+import type { Relay } from './context.ts';
+import { AppError } from './errors.ts';
+import { type AuthEnv, requireApiKey } from './http/auth.ts';
+import { problem } from './http/problem.ts';
+import { registerCallbackRoutes } from './http/routes/callbacks.ts';
+import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
+import { registerTaskRoutes } from './http/routes/tasks.ts';
+import type { StatusWatcher } from './tasks/status-watcher.ts';
+
+export interface AppDeps {
+  relay: Relay;
+  watcher: StatusWatcher;
+  readiness: Readiness;
+}
+
+/** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
+function describeIssues(error: ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : '(body)'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
+export function createApp({ relay, watcher, readiness }: AppDeps) {
+  const app = new OpenAPIHono<AuthEnv>({
+    defaultHook: (result, c) => {
+      if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
+    },
+  });
+  app.use(requestId());
+  app.use('/v1/tasks', requireApiKey(relay.db));
+  app.use('/v1/tasks/*', requireApiKey(relay.db));
+
+  registerSystemRoutes(app, readiness);
+  registerTaskRoutes(app, relay, watcher);
+  registerCallbackRoutes(app, relay);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+
+  app.notFound((c) => problem(c, 404, 'not_found', `No route for ${c.req.method} ${c.req.path}`));
+  app.onError((error, c) => {
+    if (error instanceof AppError) return problem(c, error.status as 400, error.code, error.message);
+    if (error instanceof HTTPException && error.status < 500) {
+      // hono's own validator errors, e.g. "Malformed JSON in request body".
+      return problem(c, error.status as 400, 'invalid_request', error.message || 'Invalid request');
+    }
+    relay.log.error({ err: error, requestId: c.get('requestId'), path: c.req.path }, 'unhandled error');
+    return problem(c, 500, 'internal', 'Internal error; see the relay logs with this requestId');
+  });
+  return app;
+}

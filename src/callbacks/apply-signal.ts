@@ -1,0 +1,47 @@
+import { eq } from 'drizzle-orm';
+import { type StoredError, type StoredResult, type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { Relay } from '../context.ts';
+import type { SignalInput } from '../http/schemas.ts';
+import { recordEvents } from '../tasks/events.ts';
+import { CALLBACK_STATUSES, finishTask } from '../tasks/finish-task.ts';
+import { isCallbackTokenShape, sha256Hex } from './token.ts';
+
+export type SignalOutcome =
+  | { outcome: 'accepted'; task: TaskRow }
+  | { outcome: 'conflict'; task: TaskRow }
+  | { outcome: 'unknown' };
+
+function signalResult(input: SignalInput, since: Date): StoredResult | null {
+  if (input.result === undefined) return null;
+  const body = typeof input.result === 'string' ? input.result : JSON.stringify(input.result);
+  const headers: Record<string, string> = typeof input.result === 'string' ? {} : { 'content-type': 'application/json' };
+  return { statusCode: 200, headers, body, duration: Math.max(0, Date.now() - since.getTime()) };
+}
+
+function signalError(input: SignalInput): StoredError {
+  if (typeof input.error === 'string') return { code: 'signal_failed', message: input.error };
+  return { code: input.error?.code ?? 'signal_failed', message: input.error?.message ?? 'Failed by signal' };
+}
+
+/**
+ * POST /v1/signals/:token — the client (or its own worker) says how the task ended. Same token
+ * as the callback, same single-use rule: the first terminal writer wins.
+ */
+export async function applySignal(relay: Relay, token: string, input: SignalInput): Promise<SignalOutcome> {
+  if (!isCallbackTokenShape(token)) return { outcome: 'unknown' };
+  return relay.db.transaction(async (tx): Promise<SignalOutcome> => {
+    const [task] = await tx.select().from(tasks).where(eq(tasks.callbackHash, sha256Hex(token))).for('update');
+    if (!task) return { outcome: 'unknown' };
+    const row = await finishTask(relay.boss, tx, {
+      taskId: task.id,
+      from: CALLBACK_STATUSES,
+      to: input.status,
+      result: signalResult(input, task.dispatchedAt ?? task.createdAt),
+      error: input.status === 'failed' ? signalError(input) : null,
+      events: [{ type: 'signal.accepted', data: { from: task.status, status: input.status } }],
+    });
+    if (row) return { outcome: 'accepted', task: row };
+    await recordEvents(tx, task.id, [{ type: 'signal.rejected', data: { status: task.status, requested: input.status } }]);
+    return { outcome: 'conflict', task };
+  });
+}

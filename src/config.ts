@@ -1,0 +1,134 @@
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { parseEncryptionKeys, type EncryptionKey } from './secrets/keyring.ts';
+
+/** The validated environment (DESIGN §3). Built once at boot by {@link loadConfig}. */
+export interface Config {
+  /** DATABASE_URL; unset → embedded PostgreSQL in `dataDir`. */
+  databaseUrl?: string;
+  /** PORT, 1–65535, default 3000. */
+  port: number;
+  /** HOST, default 0.0.0.0. */
+  host: string;
+  /** RELAY_PUBLIC_URL, base of minted callback URLs; default http://localhost:$PORT, never a trailing slash. */
+  publicUrl: string;
+  /** RELAY_API_KEYS: bootstrap keys of the default project (comma list, each ≥ 16 chars). */
+  apiKeys: string[];
+  /** RELAY_WEBHOOK_SECRET: `whsec_…` signing secret of the default project; unset → generated. */
+  webhookSecret?: string;
+  /** RELAY_ENCRYPTION_KEY: keys for secrets at rest, first seals; unset only in embedded mode (main generates one). */
+  encryptionKeys?: EncryptionKey[];
+  /** RELAY_ALLOWED_NETWORKS: CIDRs outbound calls may reach despite the SSRF guard. */
+  allowedNetworks: string[];
+  /** RELAY_TRUSTED_PROXIES: CIDRs of proxies whose X-Forwarded-For is believed. */
+  trustedProxies: string[];
+  /** RELAY_ROLE: which half of the relay this process runs; default all. */
+  role: 'api' | 'worker' | 'all';
+  /** RELAY_DATA_DIR, absolute; default ./.relay (embedded PostgreSQL, generated keys). */
+  dataDir: string;
+  /** LOG_LEVEL, default info. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Thrown by {@link loadConfig}; `problems` holds one "VARIABLE: what is wrong" line per problem. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const list = (value: string) => value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+
+/** A comma list of CIDRs; a bare address means just that host and is normalised to /32 or /128. */
+const cidrList = z.string().transform((value, ctx) =>
+  list(value).map((entry) => {
+    if (isIP(entry)) return `${entry}/${isIP(entry) === 4 ? 32 : 128}`;
+    if (z.cidrv4().safeParse(entry).success || z.cidrv6().safeParse(entry).success) return entry;
+    ctx.addIssue({ code: 'custom', message: `"${entry}" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)` });
+    return entry;
+  }),
+);
+
+// Messages never echo secret values (keys, URLs with passwords): they land in boot logs.
+const Env = z.object({
+  DATABASE_URL: z.string().refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), 'must be a postgres:// or postgresql:// URL').optional(),
+  PORT: z.string().regex(/^\d+$/, 'must be an integer from 1 to 65535').transform(Number)
+    .refine((n) => n >= 1 && n <= 65535, 'must be an integer from 1 to 65535').optional(),
+  HOST: z.string().default('0.0.0.0'),
+  RELAY_PUBLIC_URL: z.string().transform((value, ctx) => {
+    const url = URL.canParse(value) ? new URL(value) : undefined;
+    // Providers receive URLs built on this base, so it must be plain: no credentials, query or fragment.
+    if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
+      ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL without credentials, query or fragment' });
+      return value;
+    }
+    return url.href.replace(/\/+$/, '');
+  }).optional(),
+  RELAY_API_KEYS: z.string().transform((value, ctx) => {
+    const keys = list(value);
+    keys.forEach((key, i) => {
+      if (key.length < 16) ctx.addIssue({ code: 'custom', message: `key #${i + 1} is shorter than 16 characters` });
+    });
+    return keys;
+  }).optional(),
+  RELAY_WEBHOOK_SECRET: z.string().refine((v) => {
+    const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(v);
+    return match !== null && Buffer.from(match[1], 'base64').length >= 16;
+  }, 'must be whsec_ followed by the base64 of at least 16 bytes').optional(),
+  RELAY_ENCRYPTION_KEY: z.string().transform((value, ctx) => {
+    try {
+      return parseEncryptionKeys(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `${(err as Error).message} (one base64 32-byte key, or kid:base64,kid2:base64)` });
+      return z.NEVER;
+    }
+  }).optional(),
+  RELAY_ALLOWED_NETWORKS: cidrList.optional(),
+  RELAY_TRUSTED_PROXIES: cidrList.optional(),
+  RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
+  RELAY_DATA_DIR: z.string().default('.relay'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    'must be one of fatal, error, warn, info, debug, trace, silent').default('info'),
+});
+
+/**
+ * Validates the environment once at boot. Blank variables count as unset
+ * (compose files often write `FOO=`). Every problem is collected before
+ * throwing, so an operator fixes them all in one round.
+ * @throws {ConfigError} listing every invalid variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const name of Object.keys(Env.shape)) {
+    const value = env[name]?.trim();
+    raw[name] = value === '' ? undefined : value;
+  }
+  const result = Env.safeParse(raw);
+  const problems = result.success ? [] : result.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`);
+  // Checked on the raw values so it is reported even when other variables fail.
+  if (raw.DATABASE_URL !== undefined && raw.RELAY_ENCRYPTION_KEY === undefined) {
+    problems.push('RELAY_ENCRYPTION_KEY: required when DATABASE_URL is set (a key is generated only for the embedded database)');
+  }
+  if (!result.success || problems.length > 0) throw new ConfigError(problems);
+
+  const e = result.data;
+  const port = e.PORT ?? 3000;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    port,
+    host: e.HOST,
+    publicUrl: e.RELAY_PUBLIC_URL ?? `http://localhost:${port}`,
+    apiKeys: e.RELAY_API_KEYS ?? [],
+    webhookSecret: e.RELAY_WEBHOOK_SECRET,
+    encryptionKeys: e.RELAY_ENCRYPTION_KEY,
+    allowedNetworks: e.RELAY_ALLOWED_NETWORKS ?? [],
+    trustedProxies: e.RELAY_TRUSTED_PROXIES ?? [],
+    role: e.RELAY_ROLE,
+    dataDir: resolve(e.RELAY_DATA_DIR),
+    logLevel: e.LOG_LEVEL,
+  };
+}

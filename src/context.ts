@@ -1,0 +1,38 @@
+import type { PgBoss } from 'pg-boss';
+import type { Logger } from 'pino';
+import type postgres from 'postgres';
+import type { Db } from './db/client.ts';
+import type { Outbound } from './outbound/http.ts';
+import type { Keyring } from './secrets/keyring.ts';
+
+/**
+ * Everything the domain verbs and job handlers need, built once by the composition root
+ * (src/main.ts) or by a test. Nothing below reads the environment.
+ */
+export interface Relay {
+  db: Db;
+  sql: postgres.Sql;
+  boss: PgBoss;
+  keyring: Keyring;
+  outbound: Outbound;
+  log: Logger;
+  /** Base of minted callback URLs, without a trailing slash. */
+  publicUrl: string;
+  timings: Timings;
+}
+
+/** Durations that production fixes and tests shorten. */
+export interface Timings {
+  /** Seconds before each onComplete retry (DESIGN §6: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+  deliveryRetrySeconds: number[];
+  /** Per-attempt timeout of an onComplete delivery, ms. */
+  deliveryTimeoutMs: number;
+  /** Multiplier of the target retry backoff (1 in production: 1, 2, 4 … s). */
+  backoffScale: number;
+}
+
+export const PRODUCTION_TIMINGS: Timings = {
+  deliveryRetrySeconds: [5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+  deliveryTimeoutMs: 15_000,
+  backoffScale: 1,
+};

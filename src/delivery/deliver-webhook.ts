@@ -1,0 +1,101 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { Relay } from '../context.ts';
+import { enqueue, type NotifyJob, Queues } from '../jobs/queues.ts';
+import { parseRetryAfter } from '../outbound/http.ts';
+import { recordEvents } from '../tasks/events.ts';
+import { toTaskView } from '../tasks/task-view.ts';
+import { signWebhook } from './sign.ts';
+
+/** How much of a receiver's answer the timeline keeps. */
+const ANSWER_PREVIEW_BYTES = 1024;
+
+/** `webhook-id`: one per task, since a task ends once; stable across retries and redeliveries. */
+export function webhookIdFor(taskId: string): string {
+  return `msg_${taskId.replaceAll('-', '')}`;
+}
+
+/** The onComplete body (DESIGN §6). */
+export function webhookPayload(relay: Relay, task: TaskRow): string {
+  return JSON.stringify({ event: `task.${task.status}`, task: toTaskView(task, relay.keyring) });
+}
+
+/**
+ * Delay before the next attempt: the schedule's step with ±10 % jitter (so a receiver that came
+ * back up is not hit by every waiting delivery at once), or the receiver's Retry-After if longer.
+ */
+export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: number): number | null {
+  const step = schedule[attempt - 1];
+  if (step === undefined) return null;
+  const jittered = step * 1000 * (0.9 + Math.random() * 0.2);
+  return Math.max(jittered, retryAfterMs ?? 0);
+}
+
+/**
+ * The `task.notify` job: one attempt at delivering the onComplete webhook. The attempt is recorded
+ * with a compare-and-set on (generation, attempts), so a job replayed after a crash, or one of an
+ * older round after a redelivery, cannot double-count or schedule a second chain.
+ */
+export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void> {
+  const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
+  if (!task?.onCompleteUrl || task.deliveryStatus !== 'pending') return;
+  if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return;
+  const [project] = await relay.db.select().from(projects).where(eq(projects.id, task.projectId));
+  const secret = relay.keyring.open(project.webhookSecretSealed);
+
+  const body = webhookPayload(relay, task);
+  const headers = {
+    'content-type': 'application/json',
+    ...signWebhook({ secret, msgId: webhookIdFor(task.id), timestamp: Math.floor(Date.now() / 1000), body }),
+  };
+  const answer = await relay.outbound.send({
+    url: task.onCompleteUrl,
+    method: 'POST',
+    headers,
+    body,
+    timeoutMs: relay.timings.deliveryTimeoutMs,
+    maxResponseBytes: ANSWER_PREVIEW_BYTES,
+    maxRedirects: 0,
+  });
+  const statusCode = answer.ok ? answer.response.statusCode : undefined;
+  const delivered = statusCode !== undefined && statusCode >= 200 && statusCode < 300;
+  const gone = statusCode === 410;
+  const retryAfter = answer.ok ? parseRetryAfter(answer.response.headers['retry-after']) : undefined;
+  const delayMs = delivered || gone ? null : nextDelayMs(relay.timings.deliveryRetrySeconds, job.attempt, retryAfter);
+  const status = delivered ? 'delivered' : delayMs === null ? 'failed' : 'pending';
+  const nextAt = delayMs === null ? null : new Date(Date.now() + delayMs);
+
+  await relay.db.transaction(async (tx) => {
+    const [recorded] = await tx
+      .update(tasks)
+      .set({ deliveryStatus: status, deliveryAttempts: job.attempt, deliveryNextAt: nextAt, updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(tasks.id, task.id),
+          eq(tasks.deliveryStatus, 'pending'),
+          eq(tasks.deliveryGeneration, job.generation),
+          eq(tasks.deliveryAttempts, job.attempt - 1),
+        ),
+      )
+      .returning({ id: tasks.id });
+    if (!recorded) return;
+    await recordEvents(tx, task.id, [
+      {
+        type: 'delivery.attempt',
+        data: {
+          attempt: job.attempt,
+          url: task.onCompleteUrl,
+          ...(answer.ok
+            ? { statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, ANSWER_PREVIEW_BYTES) }
+            : { error: answer.error, duration: answer.duration }),
+        },
+      },
+      ...(delivered ? [{ type: 'delivery.succeeded' as const, data: { attempt: job.attempt } }] : []),
+      ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
+      ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
+    ]);
+    if (nextAt) {
+      await enqueue(relay.boss, tx, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt });
+    }
+  });
+}

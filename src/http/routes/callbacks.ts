@@ -1,0 +1,85 @@
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { applySignal } from '../../callbacks/apply-signal.ts';
+import { consumeCallback } from '../../callbacks/consume-callback.ts';
+import type { Relay } from '../../context.ts';
+import { toTaskView } from '../../tasks/task-view.ts';
+import type { AuthEnv } from '../auth.ts';
+import { problem } from '../problem.ts';
+import { Problem, SignalInput, TaskEnvelope } from '../schemas.ts';
+
+/** Callback bodies above this are refused with 413 (DESIGN §5). */
+export const CALLBACK_BODY_LIMIT = 1024 * 1024;
+
+const problemOf = (description: string) => ({ description, content: { 'application/problem+json': { schema: Problem } } });
+const TokenParam = (name: string) => z.object({ [name]: z.string().max(256).openapi({ param: { name, in: 'path' } }) });
+
+const callbackRoute = createRoute({
+  method: 'post',
+  path: '/v1/callbacks/{callbackId}',
+  request: { params: TokenParam('callbackId') },
+  description: 'The provider posts its result here. Any content type; stored raw as result.body. No auth: the 256-bit token is the credential.',
+  responses: {
+    200: { description: 'Accepted (or a repeat of the accepted body)', content: { 'application/json': { schema: TaskEnvelope } } },
+    404: problemOf('Invalid or expired callback ID'),
+    409: problemOf('Task already finished with another result, timed out or was cancelled'),
+    413: problemOf('Body over 1 MiB'),
+  },
+});
+
+const signalRoute = createRoute({
+  method: 'post',
+  path: '/v1/signals/{token}',
+  request: { params: TokenParam('token'), body: { content: { 'application/json': { schema: SignalInput } }, required: true } },
+  description: 'Finish a waiting task explicitly. No auth: the token is the credential.',
+  responses: {
+    200: { description: 'Applied', content: { 'application/json': { schema: TaskEnvelope } } },
+    400: problemOf('Invalid body'),
+    404: problemOf('Invalid or expired token'),
+    409: problemOf('Task already finished'),
+  },
+});
+
+const tooLarge = bodyLimit({
+  maxSize: CALLBACK_BODY_LIMIT,
+  onError: (c) => problem(c, 413, 'payload_too_large', `Callback body exceeds ${CALLBACK_BODY_LIMIT} bytes`),
+});
+
+const notWaiting = (status: string) => `Task is not in waiting/polling state (current: ${status})`;
+
+/** The unauthenticated endpoints providers and clients call with a token. */
+export function registerCallbackRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): void {
+  app.use('/v1/callbacks/*', tooLarge);
+  app.use('/v1/signals/*', tooLarge);
+
+  app.openapi(callbackRoute, async (c) => {
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const outcome = await consumeCallback(relay, {
+      token: c.req.valid('param').callbackId,
+      body,
+      contentType: c.req.header('content-type'),
+    });
+    switch (outcome.outcome) {
+      case 'accepted':
+      case 'duplicate':
+        return c.json({ task: toTaskView(outcome.task, relay.keyring) }, 200);
+      case 'conflict':
+      case 'late':
+        return problem(c, 409, 'conflict', notWaiting(outcome.task.status)) as never;
+      case 'unknown':
+        return problem(c, 404, 'not_found', 'Invalid or expired callback ID') as never;
+    }
+  });
+
+  app.openapi(signalRoute, async (c) => {
+    const outcome = await applySignal(relay, c.req.valid('param').token, c.req.valid('json'));
+    switch (outcome.outcome) {
+      case 'accepted':
+        return c.json({ task: toTaskView(outcome.task, relay.keyring) }, 200);
+      case 'conflict':
+        return problem(c, 409, 'conflict', notWaiting(outcome.task.status)) as never;
+      case 'unknown':
+        return problem(c, 404, 'not_found', 'Invalid or expired signal token') as never;
+    }
+  });
+}

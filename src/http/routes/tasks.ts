@@ -1,0 +1,179 @@
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import type { TaskStatus as TaskStatusValue } from '../../../drizzle/schema.ts';
+import type { Relay } from '../../context.ts';
+import { redeliverTask } from '../../delivery/redeliver.ts';
+import { invalid } from '../../errors.ts';
+import { cancelTask } from '../../tasks/cancel-task.ts';
+import { createTask } from '../../tasks/create-task.ts';
+import { listEvents } from '../../tasks/events.ts';
+import { isTerminal } from '../../tasks/finish-task.ts';
+import { getTask } from '../../tasks/get-task.ts';
+import { listTasks } from '../../tasks/list-tasks.ts';
+import type { StatusWatcher } from '../../tasks/status-watcher.ts';
+import { toTaskView } from '../../tasks/task-view.ts';
+import { callbackUrlFor } from '../../callbacks/token.ts';
+import type { AuthEnv } from '../auth.ts';
+import { CreateTaskInput, CreateTaskResponse, Problem, TaskEnvelope, TaskEvent, TaskList, TaskStatus } from '../schemas.ts';
+
+const problems = {
+  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: Problem } } },
+  401: { description: 'Missing or invalid API key', content: { 'application/problem+json': { schema: Problem } } },
+  404: { description: 'No such task in this project', content: { 'application/problem+json': { schema: Problem } } },
+};
+const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
+const IdParam = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) });
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
+
+const createTaskRoute = createRoute({
+  method: 'post',
+  path: '/v1/tasks',
+  security,
+  request: {
+    headers: z.object({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+    body: { content: { 'application/json': { schema: CreateTaskInput } }, required: true },
+  },
+  responses: {
+    201: json(CreateTaskResponse, 'Task created; the callback token is shown only here'),
+    200: json(CreateTaskResponse, 'Replay of an Idempotency-Key: the task created before'),
+    ...problems,
+    422: { description: 'Idempotency-Key reused with a different body', content: { 'application/problem+json': { schema: Problem } } },
+  },
+});
+
+const getTaskRoute = createRoute({
+  method: 'get',
+  path: '/v1/tasks/{id}',
+  security,
+  request: {
+    params: IdParam,
+    query: z.object({ wait: z.coerce.number().int().min(0).max(25).optional().openapi({ description: 'Long-poll up to N seconds for a status change' }) }),
+  },
+  responses: { 200: json(TaskEnvelope, 'The task'), ...problems },
+});
+
+const listTasksRoute = createRoute({
+  method: 'get',
+  path: '/v1/tasks',
+  security,
+  request: {
+    query: z.object({
+      status: z.string().optional().openapi({ description: 'One status or a comma-separated list' }),
+      provider: z.string().max(64).optional(),
+      limit: z.coerce.number().int().min(1).max(100).default(20),
+      cursor: z.string().max(200).optional(),
+      offset: z.coerce.number().int().min(0).max(100_000).optional(),
+    }),
+  },
+  responses: { 200: json(TaskList, 'Tasks, newest first. Filter metadata with metadata.KEY=VALUE.'), ...problems },
+});
+
+const eventsRoute = createRoute({
+  method: 'get',
+  path: '/v1/tasks/{id}/events',
+  security,
+  request: { params: IdParam },
+  responses: { 200: json(z.object({ events: z.array(TaskEvent) }), 'The timeline, oldest first'), ...problems },
+});
+
+const cancelRoute = createRoute({
+  method: 'post',
+  path: '/v1/tasks/{id}/cancel',
+  security,
+  request: { params: IdParam },
+  responses: { 200: json(TaskEnvelope, 'Cancelled'), ...problems, 409: { description: 'Already finished', content: { 'application/problem+json': { schema: Problem } } } },
+});
+
+const redeliverRoute = createRoute({
+  method: 'post',
+  path: '/v1/tasks/{id}/redeliver',
+  security,
+  request: { params: IdParam },
+  responses: { 202: json(TaskEnvelope, 'A new delivery round is queued'), ...problems, 409: { description: 'Task not finished', content: { 'application/problem+json': { schema: Problem } } } },
+});
+
+function parseStatuses(value: string | undefined): TaskStatusValue[] | undefined {
+  if (!value) return undefined;
+  const parsed = z.array(TaskStatus).safeParse(value.split(',').map((s) => s.trim()));
+  if (!parsed.success) throw invalid(`status must be a comma-separated list of: ${TaskStatus.options.join(', ')}`);
+  return parsed.data;
+}
+
+/** `metadata.K=V` query parameters, as a containment filter. */
+function parseMetadataFilter(queries: Record<string, string[]>): Record<string, string> {
+  const filter: Record<string, string> = {};
+  for (const [name, values] of Object.entries(queries)) {
+    if (name.startsWith('metadata.') && name.length > 'metadata.'.length) filter[name.slice('metadata.'.length)] = values[0];
+  }
+  return filter;
+}
+
+/** The authenticated task routes. Thin: validate, call one verb, map the result. */
+export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay, watcher: StatusWatcher): void {
+  app.openapi(createTaskRoute, async (c) => {
+    const input = c.req.valid('json');
+    const idempotencyKey = c.req.valid('header')['idempotency-key'];
+    const created = await createTask(relay, c.get('projectId'), input, idempotencyKey);
+    const view = toTaskView(created.task, relay.keyring);
+    if (created.outcome === 'replayed') return c.json({ task: view }, 200);
+    const token = created.token;
+    return c.json(
+      token
+        ? { task: { ...view, callbackId: token }, callbackUrl: callbackUrlFor(relay.publicUrl, token), signalToken: token }
+        : { task: view },
+      201,
+    );
+  });
+
+  app.openapi(getTaskRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const { wait } = c.req.valid('query');
+    const projectId = c.get('projectId');
+    if (!wait) return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
+    // Register first, read second: a change in between still wakes us.
+    const waiter = watcher.waitForChange(id, wait * 1000);
+    try {
+      const before = await getTask(relay.db, projectId, id);
+      if (isTerminal(before.status)) return c.json({ task: toTaskView(before, relay.keyring) }, 200);
+      await waiter.changed;
+    } finally {
+      waiter.cancel();
+    }
+    return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
+  });
+
+  app.openapi(listTasksRoute, async (c) => {
+    const query = c.req.valid('query');
+    const page = await listTasks(relay.db, c.get('projectId'), {
+      statuses: parseStatuses(query.status),
+      provider: query.provider,
+      metadata: parseMetadataFilter(c.req.queries()),
+      limit: query.limit,
+      cursor: query.cursor,
+      offset: query.offset,
+    });
+    return c.json(
+      {
+        tasks: page.rows.map((row) => toTaskView(row, relay.keyring)),
+        pagination: { limit: query.limit, hasMore: page.hasMore, nextCursor: page.nextCursor, ...(query.offset !== undefined ? { offset: query.offset } : {}) },
+      },
+      200,
+    );
+  });
+
+  app.openapi(eventsRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    await getTask(relay.db, c.get('projectId'), id);
+    const events = await listEvents(relay.db, id);
+    return c.json({ events: events.map((e) => ({ id: e.id, at: e.at.toISOString(), type: e.type, data: e.data })) }, 200);
+  });
+
+  app.openapi(cancelRoute, async (c) => {
+    const row = await cancelTask(relay, c.get('projectId'), c.req.valid('param').id);
+    return c.json({ task: toTaskView(row, relay.keyring) }, 200);
+  });
+
+  app.openapi(redeliverRoute, async (c) => {
+    const row = await redeliverTask(relay, c.get('projectId'), c.req.valid('param').id);
+    return c.json({ task: toTaskView(row, relay.keyring) }, 202);
+  });
+}

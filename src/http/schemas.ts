@@ -1,0 +1,164 @@
+import { z } from '@hono/zod-openapi';
+import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
+
+/** Statuses of DESIGN §4. */
+export const TaskStatus = z
+  .enum(['delayed', 'pending', 'processing', 'waiting', 'polling', 'completed', 'failed', 'timeout', 'cancelled'])
+  .openapi('TaskStatus');
+
+const MAX_URL_LENGTH = 8192;
+
+/** An http(s) URL; `{asyncqueue_callback_url}` may stand anywhere in it when `placeholder` is allowed. */
+function httpUrl(placeholder: boolean) {
+  return z
+    .string()
+    .max(MAX_URL_LENGTH)
+    .refine(
+      (value) => {
+        const probe = placeholder ? value.replaceAll(CALLBACK_PLACEHOLDER, 'x') : value;
+        if (!URL.canParse(probe)) return false;
+        const { protocol } = new URL(probe);
+        return protocol === 'http:' || protocol === 'https:';
+      },
+      { message: 'must be an absolute http(s) URL' },
+    );
+}
+
+const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'must be a valid HTTP header name');
+// No CR/LF: a header value must not be able to smuggle another header.
+const HeaderValue = z.string().max(16_384).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
+
+export const Metadata = z
+  .record(z.string().min(1).max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 16, { message: 'at most 16 keys' })
+  .openapi('Metadata');
+
+export const CreateTaskInput = z
+  .strictObject({
+    targetUrl: httpUrl(true).openapi({ example: 'https://queue.fal.run/fal-ai/flux/dev?fal_webhook={asyncqueue_callback_url}' }),
+    method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('POST'),
+    headers: z
+      .record(HeaderName, HeaderValue)
+      .refine((h) => Object.keys(h).length <= 64, { message: 'at most 64 headers' })
+      .default({}),
+    body: z
+      .unknown()
+      .optional()
+      .openapi({ description: 'A string sent as is, or any JSON value (serialised). Ignored for GET.' }),
+    waitForSignal: z.boolean().default(false),
+    maxWaitTime: z.int().min(1).max(604_800).default(600),
+    timeout: z.int().min(1).max(600).default(30),
+    maxRetries: z.int().min(0).max(10).default(3),
+    retryBackoff: z.enum(['exponential', 'linear']).default('exponential'),
+    delayUntil: z.iso.datetime({ offset: true }).optional(),
+    priority: z.int().min(1).max(10).default(5),
+    onCompleteUrl: httpUrl(false).optional(),
+    provider: z.string().min(1).max(64).optional(),
+    pollConfig: z.record(z.string(), z.unknown()).optional(),
+    metadata: Metadata.default({}),
+  })
+  .openapi('CreateTaskInput');
+export type CreateTaskInput = z.infer<typeof CreateTaskInput>;
+
+export const TaskResult = z
+  .object({
+    statusCode: z.int(),
+    headers: z.record(z.string(), z.string()),
+    body: z.string(),
+    bodyEncoding: z.literal('base64').optional(),
+    truncated: z.boolean().optional(),
+    duration: z.number(),
+  })
+  .openapi('TaskResult');
+
+export const TaskError = z
+  .object({ code: z.string(), message: z.string(), statusCode: z.int().optional() })
+  .openapi('TaskError');
+
+export const DeliveryView = z
+  .object({
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.int(),
+    nextAttemptAt: z.string().nullable(),
+  })
+  .openapi('Delivery');
+
+export const TaskView = z
+  .object({
+    id: z.uuid(),
+    status: TaskStatus,
+    targetUrl: z.string(),
+    method: z.string(),
+    headers: z.record(z.string(), z.string()),
+    body: z.string().nullable(),
+    waitForSignal: z.boolean(),
+    maxWaitTime: z.int(),
+    timeout: z.int(),
+    maxRetries: z.int(),
+    retryBackoff: z.enum(['exponential', 'linear']),
+    delayUntil: z.string().nullable(),
+    priority: z.int(),
+    onCompleteUrl: z.string().nullable(),
+    provider: z.string().nullable(),
+    pollConfig: z.record(z.string(), z.unknown()).nullable(),
+    metadata: z.record(z.string(), z.string()),
+    result: TaskResult.nullable(),
+    error: TaskError.nullable(),
+    retryCount: z.int(),
+    delivery: DeliveryView.nullable(),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    completedAt: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .openapi('Task');
+export type TaskView = z.infer<typeof TaskView>;
+
+export const TaskEnvelope = z.object({ task: TaskView }).openapi('TaskEnvelope');
+
+export const CreateTaskResponse = z
+  .object({
+    task: TaskView.extend({ callbackId: z.string().optional() }),
+    callbackUrl: z.string().optional(),
+    signalToken: z.string().optional(),
+  })
+  .openapi('CreateTaskResponse');
+
+export const TaskList = z
+  .object({
+    tasks: z.array(TaskView),
+    pagination: z.object({
+      limit: z.int(),
+      hasMore: z.boolean(),
+      nextCursor: z.string().nullable(),
+      offset: z.int().optional(),
+    }),
+  })
+  .openapi('TaskList');
+
+export const TaskEvent = z
+  .object({ id: z.int(), at: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) })
+  .openapi('TaskEvent');
+
+export const SignalInput = z
+  .strictObject({
+    status: z.enum(['completed', 'failed']),
+    result: z.unknown().optional(),
+    error: z
+      .union([z.string().max(4096), z.object({ code: z.string().max(128).optional(), message: z.string().max(4096) })])
+      .optional(),
+  })
+  .openapi('SignalInput');
+export type SignalInput = z.infer<typeof SignalInput>;
+
+export const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    code: z.string(),
+    error: z.string(),
+    requestId: z.string(),
+  })
+  .openapi('Problem');

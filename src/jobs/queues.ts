@@ -1,0 +1,59 @@
+import { sql } from 'drizzle-orm';
+import { fromDrizzle, type PgBoss, type SendOptions } from 'pg-boss';
+import type { Tx } from '../db/client.ts';
+
+/** The queue catalog: every job the relay runs, by dotted name. */
+export const Queues = {
+  /** Call the task's target (one attempt per job; retries are new delayed jobs). */
+  dispatch: 'task.dispatch',
+  /** `maxWaitTime` reached for a waiting task: time it out if still waiting. */
+  deadline: 'task.deadline',
+  /** Deliver the onComplete webhook (one attempt per job). */
+  notify: 'task.notify',
+  /** Delete terminal tasks past retention. */
+  purge: 'task.purge',
+} as const;
+export type QueueName = (typeof Queues)[keyof typeof Queues];
+
+export interface TaskJob {
+  taskId: string;
+}
+export interface NotifyJob {
+  taskId: string;
+  /** Delivery round (bumped by redeliver); a job of an older round does nothing. */
+  generation: number;
+  /** 1-based attempt number within the round. */
+  attempt: number;
+}
+
+/**
+ * Queue options. pg-boss job retries are only for crashes and database trouble (a handler that
+ * throws, a worker that died holding the job): the relay's own retry schedules are delayed jobs.
+ * `heartbeatSeconds` lets a job whose worker was killed be picked up again quickly.
+ */
+const queueOptions: Record<QueueName, Parameters<PgBoss['createQueue']>[1]> = {
+  [Queues.dispatch]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 },
+  [Queues.deadline]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, expireInSeconds: 60 },
+  [Queues.notify]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 120 },
+  [Queues.purge]: { retryLimit: 2, expireInSeconds: 600 },
+};
+
+/** Creates (or updates) every queue; run at boot, before any send, so `send` never misses the cache. */
+export async function createQueues(boss: PgBoss): Promise<void> {
+  const existing = new Set((await boss.getQueues()).map((q) => q.name));
+  for (const [name, options] of Object.entries(queueOptions)) {
+    if (existing.has(name)) await boss.updateQueue(name, options);
+    else await boss.createQueue(name, options);
+  }
+}
+
+/** Enqueues a job inside the caller's transaction: it exists only if the change it follows commits. */
+export async function enqueue(
+  boss: PgBoss,
+  tx: Tx,
+  name: QueueName,
+  data: TaskJob | NotifyJob | Record<string, never>,
+  options: SendOptions = {},
+): Promise<void> {
+  await boss.send(name, data, { ...options, db: fromDrizzle(tx, sql) });
+}

@@ -1,0 +1,51 @@
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { customAlphabet } from 'nanoid';
+import { apiKeys, projects } from '../../drizzle/schema.ts';
+import { sha256Hex } from '../callbacks/token.ts';
+import type { DbOrTx } from '../db/client.ts';
+
+// Alphanumeric only: a key survives copy-paste, shells and URLs unescaped. 40 chars ≈ 238 bits.
+const keyBody = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 40);
+const keyId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16);
+
+/** The first characters of a key, enough to recognise it in a list, far too few to use it. */
+export function keyPrefix(key: string): string {
+  return key.slice(0, 10);
+}
+
+/** Stores the hash of an existing key (RELAY_API_KEYS); a key already stored is left as is. */
+export async function storeApiKey(db: DbOrTx, projectId: string, name: string, key: string): Promise<void> {
+  await db
+    .insert(apiKeys)
+    .values({ id: `key_${keyId()}`, projectId, name, keyHash: sha256Hex(key), prefix: keyPrefix(key) })
+    .onConflictDoNothing({ target: apiKeys.keyHash });
+}
+
+/** Mints a new key. The clear key is returned once and never stored. */
+export async function createApiKey(db: DbOrTx, projectId: string, name: string): Promise<{ id: string; key: string }> {
+  const [project] = await db.select({ id: projects.id }).from(projects).where(eq(projects.id, projectId));
+  if (!project) throw new Error(`No project "${projectId}"`);
+  const key = `ar_${keyBody()}`;
+  const id = `key_${keyId()}`;
+  await db.insert(apiKeys).values({ id, projectId, name, keyHash: sha256Hex(key), prefix: keyPrefix(key) });
+  return { id, key };
+}
+
+export async function listApiKeys(db: DbOrTx) {
+  return db.select({ id: apiKeys.id, projectId: apiKeys.projectId, name: apiKeys.name, prefix: apiKeys.prefix, createdAt: apiKeys.createdAt, revokedAt: apiKeys.revokedAt }).from(apiKeys).orderBy(desc(apiKeys.createdAt));
+}
+
+/** Revokes a key by id; true if it was active. */
+export async function revokeApiKey(db: DbOrTx, id: string): Promise<boolean> {
+  const rows = await db
+    .update(apiKeys)
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return rows.length > 0;
+}
+
+export async function countActiveKeys(db: DbOrTx): Promise<number> {
+  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(apiKeys).where(isNull(apiKeys.revokedAt));
+  return row.n;
+}

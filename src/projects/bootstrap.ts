@@ -1,0 +1,45 @@
+import { eq, sql } from 'drizzle-orm';
+import { projects } from '../../drizzle/schema.ts';
+import type { Db } from '../db/client.ts';
+import { generateWebhookSecret } from '../delivery/sign.ts';
+import type { Keyring } from '../secrets/keyring.ts';
+import { countActiveKeys, createApiKey, storeApiKey } from './api-keys.ts';
+
+export const DEFAULT_PROJECT = 'default';
+/** Serialises bootstraps of replicas starting together. */
+const BOOTSTRAP_LOCK = 0x62_6f_6f_74; // "boot"
+
+export interface BootstrapResult {
+  /** A key minted because none existed: printed once by the caller, never again obtainable. */
+  createdKey?: string;
+  /** A webhook secret generated because RELAY_WEBHOOK_SECRET was unset on first start. */
+  createdSecret?: string;
+}
+
+/**
+ * Makes sure the default project exists with its webhook secret, stores RELAY_API_KEYS (hashed),
+ * and mints a first key when there is none at all, so `npm start` alone yields a usable relay.
+ */
+export async function bootstrapDefaultProject(
+  db: Db,
+  keyring: Keyring,
+  options: { apiKeys: string[]; webhookSecret?: string },
+): Promise<BootstrapResult> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`);
+    const result: BootstrapResult = {};
+    const [project] = await tx.select().from(projects).where(eq(projects.id, DEFAULT_PROJECT));
+    if (!project) {
+      const secret = options.webhookSecret ?? generateWebhookSecret();
+      if (!options.webhookSecret) result.createdSecret = secret;
+      await tx.insert(projects).values({ id: DEFAULT_PROJECT, name: 'Default project', webhookSecretSealed: keyring.seal(secret) });
+    } else if (options.webhookSecret && keyring.open(project.webhookSecretSealed) !== options.webhookSecret) {
+      await tx.update(projects).set({ webhookSecretSealed: keyring.seal(options.webhookSecret) }).where(eq(projects.id, DEFAULT_PROJECT));
+    }
+    for (const key of options.apiKeys) await storeApiKey(tx, DEFAULT_PROJECT, 'RELAY_API_KEYS', key);
+    if ((await countActiveKeys(tx)) === 0) {
+      result.createdKey = (await createApiKey(tx, DEFAULT_PROJECT, 'bootstrap')).key;
+    }
+    return result;
+  });
+}

@@ -1,0 +1,117 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
+import type { Relay } from '../context.ts';
+import { pgErrorCode } from '../db/client.ts';
+import { AppError, invalid } from '../errors.ts';
+import type { CreateTaskInput } from '../http/schemas.ts';
+import { uuidv7 } from '../ids.ts';
+import { enqueue, Queues } from '../jobs/queues.ts';
+import { recordEvents } from './events.ts';
+import { redactHeaders } from './redact.ts';
+import { sealRequest } from './sealed-request.ts';
+import { mentionsPlaceholder } from './template.ts';
+
+/** An `Idempotency-Key` is honoured for this long (DESIGN §4). */
+const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+export type CreateTaskOutcome =
+  | { outcome: 'created'; task: TaskRow; token?: string }
+  | { outcome: 'replayed'; task: TaskRow };
+
+/** The body as it will be sent: a string stays as is, any other JSON value is serialised. */
+function serialiseBody(input: CreateTaskInput): { body?: string; json: boolean } {
+  if (input.method === 'GET' || input.body === undefined) return { json: false };
+  if (typeof input.body === 'string') return { body: input.body, json: false };
+  return { body: JSON.stringify(input.body), json: true };
+}
+
+/**
+ * Creates a task and enqueues its first dispatch in one transaction. When the task will wait
+ * for a callback, a token is minted here, returned once, and stored only as its SHA-256 (plus
+ * sealed inside the request blob, because dispatch must substitute it later).
+ */
+export async function createTask(
+  relay: Relay,
+  projectId: string,
+  input: CreateTaskInput,
+  idempotencyKey?: string,
+): Promise<CreateTaskOutcome> {
+  if (input.provider !== undefined) {
+    throw invalid(`Unknown provider "${input.provider}": see GET /v1/providers for the presets this relay knows`);
+  }
+  if (input.pollConfig !== undefined) {
+    throw new AppError('unsupported', 400, 'pollConfig is not supported by this version of the relay yet');
+  }
+  const { body, json } = serialiseBody(input);
+  const headers = { ...input.headers };
+  if (json && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
+    headers['content-type'] = 'application/json';
+  }
+  const waits = input.waitForSignal || mentionsPlaceholder({ targetUrl: input.targetUrl, headers, body });
+  const token = waits ? mintCallbackToken() : undefined;
+  const delayUntil = input.delayUntil ? new Date(input.delayUntil) : undefined;
+  const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
+  const fingerprint = idempotencyKey ? sha256Hex(JSON.stringify(input)) : undefined;
+
+  const values: typeof tasks.$inferInsert = {
+    id: uuidv7(),
+    projectId,
+    status: delayed ? 'delayed' : 'pending',
+    targetUrl: input.targetUrl,
+    method: input.method,
+    headersView: redactHeaders(headers),
+    requestSealed: sealRequest(relay.keyring, { headers, body, token }),
+    waitForSignal: input.waitForSignal,
+    maxWaitTime: input.maxWaitTime,
+    timeout: input.timeout,
+    maxRetries: input.maxRetries,
+    retryBackoff: input.retryBackoff,
+    delayUntil: delayUntil ?? null,
+    priority: input.priority,
+    onCompleteUrl: input.onCompleteUrl ?? null,
+    metadata: input.metadata,
+    callbackHash: token ? sha256Hex(token) : null,
+    idempotencyKey: idempotencyKey ?? null,
+    idempotencyFingerprint: fingerprint ?? null,
+  };
+
+  const attempt = () => relay.db.transaction(async (tx) => {
+    if (idempotencyKey) {
+      const [existing] = await tx
+        .select()
+        .from(tasks)
+        .where(and(eq(tasks.projectId, projectId), eq(tasks.idempotencyKey, idempotencyKey)))
+        .for('update');
+      if (existing && Date.now() - existing.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) {
+        if (existing.idempotencyFingerprint !== fingerprint) {
+          throw new AppError('idempotency_conflict', 422, 'Idempotency-Key was already used with a different request body');
+        }
+        return { outcome: 'replayed' as const, task: existing };
+      }
+      if (existing) {
+        // Expired: the key is free again; the old task keeps everything but the key.
+        await tx.update(tasks).set({ idempotencyKey: null, updatedAt: sql`now()` }).where(eq(tasks.id, existing.id));
+      }
+    }
+    const [task] = await tx.insert(tasks).values(values).returning();
+    await recordEvents(tx, task.id, [
+      { type: 'task.created', data: { status: task.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } },
+    ]);
+    await enqueue(relay.boss, tx, Queues.dispatch, { taskId: task.id }, {
+      priority: task.priority,
+      ...(delayed ? { startAfter: delayUntil } : {}),
+      // A worker that died mid-call frees the job for another after this long.
+      expireInSeconds: task.timeout + 60,
+    });
+    return { outcome: 'created' as const, task, token };
+  });
+  try {
+    return await attempt();
+  } catch (error) {
+    // Two requests with the same new key raced: the loser's INSERT hit the unique index.
+    // Running again finds the winner's row and answers as a replay (or a 422).
+    if (idempotencyKey && pgErrorCode(error) === '23505') return attempt();
+    throw error;
+  }
+}

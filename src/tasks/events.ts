@@ -1,0 +1,45 @@
+import { and, asc, eq, gt } from 'drizzle-orm';
+import { taskEvents } from '../../drizzle/schema.ts';
+import type { DbOrTx } from '../db/client.ts';
+
+/**
+ * Timeline event types, dotted. Recorded in the same transaction as the change they describe,
+ * so the timeline never shows a change that did not happen, nor misses one that did.
+ */
+export type TaskEventType =
+  | 'task.created'
+  | 'status.changed'
+  | 'dispatch.attempt'
+  | 'dispatch.retry_scheduled'
+  | 'dispatch.late_response'
+  | 'callback.accepted'
+  | 'callback.duplicate'
+  | 'callback.rejected'
+  | 'callback.late'
+  | 'signal.accepted'
+  | 'signal.rejected'
+  | 'delivery.attempt'
+  | 'delivery.succeeded'
+  | 'delivery.stopped'
+  | 'delivery.exhausted'
+  | 'delivery.redeliver_requested'
+  | 'task.cancel_requested';
+
+export interface NewEvent {
+  type: TaskEventType;
+  data?: Record<string, unknown>;
+}
+
+export async function recordEvents(db: DbOrTx, taskId: string, events: NewEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await db.insert(taskEvents).values(events.map((e) => ({ taskId, type: e.type, data: e.data ?? {} })));
+}
+
+export async function listEvents(db: DbOrTx, taskId: string, afterId = 0, limit = 1000) {
+  return db
+    .select()
+    .from(taskEvents)
+    .where(and(eq(taskEvents.taskId, taskId), gt(taskEvents.id, afterId)))
+    .orderBy(asc(taskEvents.id))
+    .limit(limit);
+}

@@ -1,0 +1,17 @@
+import type { Keyring } from '../secrets/keyring.ts';
+
+/** What dispatch needs that must never sit in clear in the database. */
+export interface SealedRequest {
+  headers: Record<string, string>;
+  body?: string;
+  /** The callback token, needed to substitute `{asyncqueue_callback_url}` at dispatch time. */
+  token?: string;
+}
+
+export function sealRequest(keyring: Keyring, request: SealedRequest): string {
+  return keyring.seal(JSON.stringify(request));
+}
+
+export function openRequest(keyring: Keyring, blob: string): SealedRequest {
+  return JSON.parse(keyring.open(blob)) as SealedRequest;
+}

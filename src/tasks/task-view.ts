@@ -1,0 +1,44 @@
+import type { TaskRow } from '../../drizzle/schema.ts';
+import type { TaskView } from '../http/schemas.ts';
+import type { Keyring } from '../secrets/keyring.ts';
+import { openRequest } from './sealed-request.ts';
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+/**
+ * The only way a task leaves the relay. Headers come pre-redacted from the row; the body is
+ * opened from the sealed request as the client's template (the token is never in it: the
+ * placeholder is substituted only in the outgoing request).
+ */
+export function toTaskView(row: TaskRow, keyring: Keyring): TaskView {
+  const { body } = openRequest(keyring, row.requestSealed);
+  return {
+    id: row.id,
+    status: row.status,
+    targetUrl: row.targetUrl,
+    method: row.method,
+    headers: row.headersView,
+    body: body ?? null,
+    waitForSignal: row.waitForSignal,
+    maxWaitTime: row.maxWaitTime,
+    timeout: row.timeout,
+    maxRetries: row.maxRetries,
+    retryBackoff: row.retryBackoff,
+    delayUntil: iso(row.delayUntil),
+    priority: row.priority,
+    onCompleteUrl: row.onCompleteUrl,
+    provider: row.provider,
+    pollConfig: row.pollConfig,
+    metadata: row.metadata,
+    result: row.result,
+    error: row.error,
+    retryCount: row.retryCount,
+    delivery: row.deliveryStatus
+      ? { status: row.deliveryStatus, attempts: row.deliveryAttempts, nextAttemptAt: iso(row.deliveryNextAt) }
+      : null,
+    createdAt: row.createdAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    completedAt: iso(row.completedAt),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}

@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const key = randomBytes(32).toString('base64');
+
+function problemsOf(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults for an empty environment (embedded mode)', () => {
+  assert.deepEqual(loadConfig({}), {
+    databaseUrl: undefined,
+    port: 3000,
+    host: '0.0.0.0',
+    publicUrl: 'http://localhost:3000',
+    apiKeys: [],
+    webhookSecret: undefined,
+    encryptionKeys: undefined,
+    allowedNetworks: [],
+    trustedProxies: [],
+    role: 'all',
+    dataDir: resolve('.relay'),
+    logLevel: 'info',
+  });
+});
+
+test('the public URL follows PORT by default and loses its trailing slash when given', () => {
+  assert.equal(loadConfig({ PORT: '8080' }).publicUrl, 'http://localhost:8080');
+  assert.equal(loadConfig({ RELAY_PUBLIC_URL: 'https://relay.example.com/' }).publicUrl, 'https://relay.example.com');
+  assert.equal(loadConfig({ RELAY_PUBLIC_URL: 'https://example.com/relay//' }).publicUrl, 'https://example.com/relay');
+});
+
+test('every value is parsed', () => {
+  const secret = `whsec_${randomBytes(24).toString('base64')}`;
+  const config = loadConfig({
+    DATABASE_URL: 'postgres://relay:pw@db:5432/relay',
+    PORT: '8443',
+    HOST: '127.0.0.1',
+    RELAY_API_KEYS: ' aaaaaaaaaaaaaaaa , ,bbbbbbbbbbbbbbbbbbbb,',
+    RELAY_WEBHOOK_SECRET: secret,
+    RELAY_ENCRYPTION_KEY: key,
+    RELAY_ALLOWED_NETWORKS: '127.0.0.0/8, ::1, fd00::/8',
+    RELAY_TRUSTED_PROXIES: '10.0.0.1',
+    RELAY_ROLE: 'worker',
+    RELAY_DATA_DIR: '/var/lib/relay',
+    LOG_LEVEL: 'debug',
+  });
+  assert.equal(config.databaseUrl, 'postgres://relay:pw@db:5432/relay');
+  assert.equal(config.port, 8443);
+  assert.equal(config.host, '127.0.0.1');
+  assert.deepEqual(config.apiKeys, ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbbbbbb']);
+  assert.equal(config.webhookSecret, secret);
+  assert.deepEqual(config.encryptionKeys, [{ kid: 'k1', key: Buffer.from(key, 'base64') }]);
+  assert.deepEqual(config.allowedNetworks, ['127.0.0.0/8', '::1/128', 'fd00::/8']);
+  assert.deepEqual(config.trustedProxies, ['10.0.0.1/32']);
+  assert.equal(config.role, 'worker');
+  assert.equal(config.dataDir, '/var/lib/relay');
+  assert.equal(config.logLevel, 'debug');
+});
+
+test('an encryption key list keeps kids and order', () => {
+  const other = randomBytes(32).toString('base64');
+  const { encryptionKeys } = loadConfig({ RELAY_ENCRYPTION_KEY: `new:${other},old:${key}` });
+  assert.deepEqual(encryptionKeys?.map((k) => k.kid), ['new', 'old']);
+});
+
+test('blank variables count as unset', () => {
+  assert.equal(loadConfig({ PORT: '', RELAY_ROLE: ' ', DATABASE_URL: '' }).port, 3000);
+});
+
+test('every problem is listed at once, one line each, naming the variable', () => {
+  const env = {
+    DATABASE_URL: 'mysql://user:hunter2@db/relay',
+    PORT: '70000',
+    RELAY_PUBLIC_URL: 'ftp://relay.example.com',
+    RELAY_API_KEYS: 'longenoughkey-123456,short',
+    RELAY_WEBHOOK_SECRET: 'whsec_c2hvcnQ=',
+    RELAY_ENCRYPTION_KEY: 'k1:AAAA',
+    RELAY_ALLOWED_NETWORKS: '10.0.0.0/8,10.0.0.0/33',
+    RELAY_TRUSTED_PROXIES: 'proxy.local',
+    RELAY_ROLE: 'both',
+    LOG_LEVEL: 'loud',
+  };
+  const problems = problemsOf(env);
+  const variables = problems.map((p) => p.split(':')[0]);
+  assert.deepEqual(variables.sort(), Object.keys(env).sort());
+  const err = (() => { try { loadConfig(env); } catch (e) { return e as ConfigError; } })()!;
+  for (const problem of problems) assert.ok(err.message.split('\n').some((line) => line.trim() === problem));
+  assert.ok(!err.message.includes('hunter2'), 'secrets stay out of the message');
+  assert.ok(problems.some((p) => p.startsWith('RELAY_API_KEYS: key #2')));
+  assert.ok(problems.some((p) => p.includes('"10.0.0.0/33"')));
+});
+
+test('PORT must be a plain integer in range', () => {
+  for (const port of ['0', '65536', '3000.5', '0x10', '1e3', 'abc']) {
+    assert.deepEqual(problemsOf({ PORT: port }).map((p) => p.split(':')[0]), ['PORT'], port);
+  }
+  assert.equal(loadConfig({ PORT: '65535' }).port, 65535);
+});
+
+test('DATABASE_URL without RELAY_ENCRYPTION_KEY is an error, even alongside other errors', () => {
+  assert.deepEqual(problemsOf({ DATABASE_URL: 'postgres://localhost/relay' }).map((p) => p.split(':')[0]), ['RELAY_ENCRYPTION_KEY']);
+  const problems = problemsOf({ DATABASE_URL: 'postgres://localhost/relay', RELAY_ROLE: 'nope' });
+  assert.deepEqual(problems.map((p) => p.split(':')[0]).sort(), ['RELAY_ENCRYPTION_KEY', 'RELAY_ROLE']);
+  assert.ok(loadConfig({ DATABASE_URL: 'postgresql://localhost/relay', RELAY_ENCRYPTION_KEY: key }).encryptionKeys);
+});
+
+test('the public URL must be a plain http(s) base', () => {
+  for (const url of ['relay.example.com', 'https://u:p@relay.example.com', 'https://relay.example.com/?a=1', 'https://relay.example.com/#x']) {
+    assert.deepEqual(problemsOf({ RELAY_PUBLIC_URL: url }).map((p) => p.split(':')[0]), ['RELAY_PUBLIC_URL'], url);
+  }
+});
+
+test('webhook secrets need whsec_ and at least 16 bytes', () => {
+  assert.ok(loadConfig({ RELAY_WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('base64')}` }).webhookSecret);
+  for (const secret of [randomBytes(24).toString('base64'), `whsec_${randomBytes(15).toString('base64')}`, 'whsec_not base64!']) {
+    assert.deepEqual(problemsOf({ RELAY_WEBHOOK_SECRET: secret }).map((p) => p.split(':')[0]), ['RELAY_WEBHOOK_SECRET']);
+  }
+});
