@@ -46,7 +46,12 @@ const getTaskRoute = createRoute({
   security,
   request: {
     params: IdParam,
-    query: z.object({ wait: z.coerce.number().int().min(0).max(25).optional().openapi({ description: 'Long-poll up to N seconds for a status change' }) }),
+    query: z.object({
+      wait: z.coerce.number().int().min(0).max(25).optional().openapi({ description: 'Long-poll up to N seconds for a status change' }),
+      seenStatus: TaskStatus.optional().openapi({
+        description: 'The status the caller last saw: with wait, answer at once if the task is no longer in it (no change slips between two polls)',
+      }),
+    }),
   },
   responses: { 200: json(TaskEnvelope, 'The task'), ...problems },
 });
@@ -126,14 +131,16 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay, watc
 
   app.openapi(getTaskRoute, async (c) => {
     const { id } = c.req.valid('param');
-    const { wait } = c.req.valid('query');
+    const { wait, seenStatus } = c.req.valid('query');
     const projectId = c.get('projectId');
     if (!wait) return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
     // Register first, read second: a change in between still wakes us.
     const waiter = watcher.waitForChange(id, wait * 1000);
     try {
       const before = await getTask(relay.db, projectId, id);
-      if (isTerminal(before.status)) return c.json({ task: toTaskView(before, relay.keyring) }, 200);
+      if (isTerminal(before.status) || (seenStatus !== undefined && before.status !== seenStatus)) {
+        return c.json({ task: toTaskView(before, relay.keyring) }, 200);
+      }
       await waiter.changed;
     } finally {
       waiter.cancel();
