@@ -5,9 +5,16 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
+// A closed stderr (`npm run bench 2>&1 | head`) must not abort the cleanup that follows.
+process.stderr.on('error', () => {});
+
 /** Progress goes to stderr; stdout carries only the final JSON line. */
 export function log(...parts: unknown[]): void {
-  process.stderr.write(`[bench] ${parts.map(String).join(' ')}\n`);
+  try {
+    process.stderr.write(`[bench] ${parts.map(String).join(' ')}\n`);
+  } catch {
+    // stderr is gone; progress is not worth failing the run for
+  }
 }
 
 /** Wall-clock milliseconds comparable across processes (see DESIGN §9 / bench README). */
