@@ -5,8 +5,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
-// A closed stderr (`npm run bench 2>&1 | head`) must not abort the cleanup that follows.
+// A closed pipe (`npm run bench 2>&1 | head`) must not abort the cleanup that follows.
 process.stderr.on('error', () => {});
+process.stdout.on('error', () => {});
 
 /** Progress goes to stderr; stdout carries only the final JSON line. */
 export function log(...parts: unknown[]): void {
