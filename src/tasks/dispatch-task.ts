@@ -77,7 +77,8 @@ async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult
     if (verdict.kind === 'success' && task.callbackHash) {
       const [waiting] = await tx
         .update(tasks)
-        .set({ status: 'waiting', updatedAt: sql`now()` })
+        // A successful submit after retries: the earlier attempt's error is history (timeline), not the task's.
+        .set({ status: 'waiting', error: null, updatedAt: sql`now()` })
         .where(and(eq(tasks.id, task.id), eq(tasks.status, 'processing')))
         .returning({ id: tasks.id });
       if (!waiting) {
@@ -95,6 +96,7 @@ async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult
         from: ['processing'],
         to: 'completed',
         result: verdict.response,
+        error: null,
         events: [attempt],
       });
       if (!finished) await recordEvents(tx, task.id, [attempt, { type: 'dispatch.late_response', data: {} }]);

@@ -42,7 +42,12 @@ const signalRoute = createRoute({
 
 const tooLarge = bodyLimit({
   maxSize: CALLBACK_BODY_LIMIT,
-  onError: (c) => problem(c, 413, 'payload_too_large', `Callback body exceeds ${CALLBACK_BODY_LIMIT} bytes`),
+  onError: (c) => {
+    // The rest of the body is left unread, and @hono/node-server cuts such a socket after a
+    // short drain: tell the client not to reuse it, or its next request on it hangs up.
+    c.header('connection', 'close');
+    return problem(c, 413, 'payload_too_large', `Callback body exceeds ${CALLBACK_BODY_LIMIT} bytes`);
+  },
 });
 
 const notWaiting = (status: string) => `Task is not in waiting/polling state (current: ${status})`;
