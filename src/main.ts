@@ -12,6 +12,7 @@ import { createQueues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
+import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
 import { createStatusWatcher, type StatusWatcher } from './tasks/status-watcher.ts';
 
@@ -21,6 +22,8 @@ export interface StartOptions {
   worker?: WorkerOptions;
   /** Where the one-time bootstrap secrets are printed (stdout by default). */
   announce?: (line: string) => void;
+  /** postgres.js pool size (default 40; tests use less, several relays share one server). */
+  poolSize?: number;
   /** pg-boss supervision interval (expired and heartbeat-lapsed jobs), seconds. */
   superviseIntervalSeconds?: number;
 }
@@ -54,7 +57,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     const keyring = createKeyring(config.encryptionKeys ?? loadOrCreateKeyFile(config.dataDir));
     await migrateDatabase(databaseUrl);
 
-    const database = createDatabase(databaseUrl, { max: 20 });
+    const database = createDatabase(databaseUrl, { max: options.poolSize ?? 40 });
     cleanups.unshift(() => database.close());
     // Closed after pg-boss has drained the jobs that use it.
     const outbound = createOutbound({ allowedNetworks: config.allowedNetworks });
@@ -102,9 +105,12 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     if (config.role !== 'worker') {
       watcher = await createStatusWatcher(database.sql);
       cleanups.unshift(() => watcher!.close());
+      const keys = await createKeyCache(database.db, database.sql);
+      cleanups.unshift(() => keys.close());
       const app = createApp({
         relay,
         watcher,
+        keys,
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });
       server = await new Promise<ServerType>((resolve, reject) => {

@@ -1,8 +1,11 @@
 import { eq, sql } from 'drizzle-orm';
 import { type StoredResult, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { recordEvents } from '../tasks/events.ts';
-import { CALLBACK_STATUSES, finishTask } from '../tasks/finish-task.ts';
+import { type Statement, statementOf, withLock } from '../db/pipeline.ts';
+import { toTaskRow } from '../db/rows.ts';
+import { eventsStatement } from '../tasks/events.ts';
+import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
+import { lockTask } from '../tasks/lock-task.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
@@ -33,6 +36,9 @@ export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'body
   }
 }
 
+type Decision = { statements: Statement[]; done: (results: Record<string, unknown>[][]) => CallbackOutcome };
+const only = (outcome: CallbackOutcome, statements: Statement[] = []): Decision => ({ statements, done: () => outcome });
+
 /**
  * A provider POSTs its result to /v1/callbacks/:token. The task row is locked while deciding, so
  * two deliveries of the same callback cannot both be accepted. The first accepted callback
@@ -41,12 +47,11 @@ export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'body
  */
 export async function consumeCallback(relay: Relay, callback: IncomingCallback): Promise<CallbackOutcome> {
   if (!isCallbackTokenShape(callback.token)) return { outcome: 'unknown' };
-  const tokenHash = sha256Hex(callback.token);
   const bodyHash = sha256Hex(callback.body);
-  return relay.db.transaction(async (tx): Promise<CallbackOutcome> => {
-    const [task] = await tx.select().from(tasks).where(eq(tasks.callbackHash, tokenHash)).for('update');
-    if (!task) return { outcome: 'unknown' };
-    const size = callback.body.byteLength;
+  const size = callback.body.byteLength;
+  return withLock(relay.sql, lockTask(relay, eq(tasks.callbackHash, sha256Hex(callback.token))), async (rows): Promise<Decision> => {
+    if (!rows[0]) return only({ outcome: 'unknown' });
+    const task = toTaskRow(rows[0]);
 
     if (task.callbackBodyHash === null && CALLBACK_STATUSES.includes(task.status)) {
       const since = task.dispatchedAt ?? task.createdAt;
@@ -56,8 +61,7 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
         ...storedBody(callback.body),
         duration: Math.max(0, Date.now() - since.getTime()),
       };
-      const row = await finishTask(relay.boss, tx, {
-        taskId: task.id,
+      const statements = await finishStatements(relay, task, {
         from: CALLBACK_STATUSES,
         to: 'completed',
         result,
@@ -65,22 +69,21 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
         set: { callbackBodyHash: bodyHash },
         events: [{ type: 'callback.accepted', data: { from: task.status, size } }],
       });
-      if (row) return { outcome: 'accepted', task: row };
+      return { statements, done: (results) => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
     }
     if (task.callbackBodyHash === bodyHash) {
-      await recordEvents(tx, task.id, [{ type: 'callback.duplicate', data: { size } }]);
-      return { outcome: 'duplicate', task };
+      return only({ outcome: 'duplicate', task }, [eventsStatement(relay.db, task.id, [{ type: 'callback.duplicate', data: { size } }])]);
     }
     if (task.status === 'timeout' || task.status === 'cancelled') {
       // Too late to change the outcome, but the result may still matter to the client.
       const late = storedBody(callback.body.subarray(0, LATE_PAYLOAD_LIMIT));
-      await recordEvents(tx, task.id, [
-        { type: 'callback.late', data: { status: task.status, size, ...late, truncated: size > LATE_PAYLOAD_LIMIT } },
+      return only({ outcome: 'late', task }, [
+        eventsStatement(relay.db, task.id, [
+          { type: 'callback.late', data: { status: task.status, size, ...late, truncated: size > LATE_PAYLOAD_LIMIT } },
+        ]),
+        statementOf(relay.db.update(tasks).set({ updatedAt: sql`now()` }).where(eq(tasks.id, task.id))),
       ]);
-      await tx.update(tasks).set({ updatedAt: sql`now()` }).where(eq(tasks.id, task.id));
-      return { outcome: 'late', task };
     }
-    await recordEvents(tx, task.id, [{ type: 'callback.rejected', data: { status: task.status, size } }]);
-    return { outcome: 'conflict', task };
+    return only({ outcome: 'conflict', task }, [eventsStatement(relay.db, task.id, [{ type: 'callback.rejected', data: { status: task.status, size } }])]);
   });
 }

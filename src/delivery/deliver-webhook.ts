@@ -1,9 +1,12 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { enqueue, type NotifyJob, Queues } from '../jobs/queues.ts';
+import { jobStatement, type Statement, statementOf, withLock } from '../db/pipeline.ts';
+import { toTaskRow } from '../db/rows.ts';
+import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
-import { recordEvents } from '../tasks/events.ts';
+import { eventsStatement, type NewEvent } from '../tasks/events.ts';
+import { lockTask } from '../tasks/lock-task.ts';
 import { toTaskView } from '../tasks/task-view.ts';
 import { signWebhook } from './sign.ts';
 
@@ -33,15 +36,19 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
 
 /**
  * The `task.notify` job: one attempt at delivering the onComplete webhook. The attempt is recorded
- * with a compare-and-set on (generation, attempts), so a job replayed after a crash, or one of an
+ * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
  * older round after a redelivery, cannot double-count or schedule a second chain.
  */
 export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void> {
-  const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
+  const [found] = await relay.db
+    .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
+    .from(tasks)
+    .innerJoin(projects, eq(projects.id, tasks.projectId))
+    .where(eq(tasks.id, job.taskId));
+  const task = found?.task;
   if (!task?.onCompleteUrl || task.deliveryStatus !== 'pending') return;
   if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return;
-  const [project] = await relay.db.select().from(projects).where(eq(projects.id, task.projectId));
-  const secret = relay.keyring.open(project.webhookSecretSealed);
+  const secret = relay.keyring.open(found.secretSealed);
 
   const body = webhookPayload(relay, task);
   const headers = {
@@ -65,37 +72,37 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void
   const status = delivered ? 'delivered' : delayMs === null ? 'failed' : 'pending';
   const nextAt = delayMs === null ? null : new Date(Date.now() + delayMs);
 
-  await relay.db.transaction(async (tx) => {
-    const [recorded] = await tx
-      .update(tasks)
-      .set({ deliveryStatus: status, deliveryAttempts: job.attempt, deliveryNextAt: nextAt, updatedAt: sql`now()` })
-      .where(
-        and(
-          eq(tasks.id, task.id),
-          eq(tasks.deliveryStatus, 'pending'),
-          eq(tasks.deliveryGeneration, job.generation),
-          eq(tasks.deliveryAttempts, job.attempt - 1),
-        ),
-      )
-      .returning({ id: tasks.id });
-    if (!recorded) return;
-    await recordEvents(tx, task.id, [
-      {
-        type: 'delivery.attempt',
-        data: {
-          attempt: job.attempt,
-          url: task.onCompleteUrl,
-          ...(answer.ok
-            ? { statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, ANSWER_PREVIEW_BYTES) }
-            : { error: answer.error, duration: answer.duration }),
-        },
+  const attemptEvents: NewEvent[] = [
+    {
+      type: 'delivery.attempt',
+      data: {
+        attempt: job.attempt,
+        url: task.onCompleteUrl,
+        ...(answer.ok
+          ? { statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, ANSWER_PREVIEW_BYTES) }
+          : { error: answer.error, duration: answer.duration }),
       },
-      ...(delivered ? [{ type: 'delivery.succeeded' as const, data: { attempt: job.attempt } }] : []),
-      ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
-      ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
-    ]);
-    if (nextAt) {
-      await enqueue(relay.boss, tx, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt });
-    }
+    },
+    ...(delivered ? [{ type: 'delivery.succeeded' as const, data: { attempt: job.attempt } }] : []),
+    ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
+    ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
+  ];
+  await withLock(relay.sql, lockTask(relay, eq(tasks.id, task.id)), async (rows) => {
+    const current = rows[0] ? toTaskRow(rows[0]) : undefined;
+    // A replayed job (crash after the HTTP call) or one of an older round records nothing.
+    const mine =
+      current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
+    if (!mine) return { statements: [], done: () => undefined };
+    const statements: Statement[] = [
+      statementOf(
+        relay.db
+          .update(tasks)
+          .set({ deliveryStatus: status, deliveryAttempts: job.attempt, deliveryNextAt: nextAt, updatedAt: sql`now()` })
+          .where(eq(tasks.id, task.id)),
+      ),
+      eventsStatement(relay.db, task.id, attemptEvents),
+    ];
+    if (nextAt) statements.push(await jobStatement(relay.boss, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt }));
+    return { statements, done: () => undefined };
   });
 }

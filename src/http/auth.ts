@@ -1,8 +1,6 @@
-import { and, eq, isNull } from 'drizzle-orm';
 import { createMiddleware } from 'hono/factory';
-import { apiKeys } from '../../drizzle/schema.ts';
 import { sha256Hex } from '../callbacks/token.ts';
-import type { Db } from '../db/client.ts';
+import type { KeyCache } from '../projects/key-cache.ts';
 import { problem } from './problem.ts';
 
 export type AuthEnv = { Variables: { projectId: string; requestId: string } };
@@ -20,16 +18,13 @@ function presentedKey(header: (name: string) => string | undefined): string | un
  * Resolves the caller's project from its API key. Keys are looked up by SHA-256 only; a revoked
  * key matches nothing, so revocation takes effect on the next request.
  */
-export function requireApiKey(db: Db) {
+export function requireApiKey(keys: KeyCache) {
   return createMiddleware<AuthEnv>(async (c, next) => {
     const key = presentedKey((name) => c.req.header(name));
     if (!key || key.length > 256) return problem(c, 401, 'unauthorized', 'Missing or invalid API key');
-    const [row] = await db
-      .select({ projectId: apiKeys.projectId })
-      .from(apiKeys)
-      .where(and(eq(apiKeys.keyHash, sha256Hex(key)), isNull(apiKeys.revokedAt)));
-    if (!row) return problem(c, 401, 'unauthorized', 'Missing or invalid API key');
-    c.set('projectId', row.projectId);
+    const projectId = await keys.projectOf(sha256Hex(key));
+    if (!projectId) return problem(c, 401, 'unauthorized', 'Missing or invalid API key');
+    c.set('projectId', projectId);
     await next();
   });
 }

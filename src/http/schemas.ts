@@ -8,6 +8,15 @@ export const TaskStatus = z
 
 const MAX_URL_LENGTH = 8192;
 
+/**
+ * PostgreSQL text and jsonb refuse NUL and lone UTF-16 surrogates; a string headed for a column
+ * in clear must be refused here with a 400, not by the database with a 500.
+ */
+export function isStorableText(value: string): boolean {
+  return !value.includes('\0') && value.isWellFormed();
+}
+const StorableText = (max: number) => z.string().max(max).refine(isStorableText, { message: 'must not contain NUL or unpaired surrogates' });
+
 /** An http(s) URL; `{asyncqueue_callback_url}` may stand anywhere in it when `placeholder` is allowed. */
 function httpUrl(placeholder: boolean) {
   return z
@@ -15,6 +24,7 @@ function httpUrl(placeholder: boolean) {
     .max(MAX_URL_LENGTH)
     .refine(
       (value) => {
+        if (!isStorableText(value)) return false;
         const probe = placeholder ? value.replaceAll(CALLBACK_PLACEHOLDER, 'x') : value;
         if (!URL.canParse(probe)) return false;
         const { protocol } = new URL(probe);
@@ -26,10 +36,14 @@ function httpUrl(placeholder: boolean) {
 
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'must be a valid HTTP header name');
 // No CR/LF: a header value must not be able to smuggle another header.
-const HeaderValue = z.string().max(16_384).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
+const HeaderValue = z
+  .string()
+  .max(16_384)
+  .regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL')
+  .refine((v) => v.isWellFormed(), { message: 'must not contain unpaired surrogates' });
 
 export const Metadata = z
-  .record(z.string().min(1).max(64), z.string().max(512))
+  .record(StorableText(64).min(1), StorableText(512))
   .refine((m) => Object.keys(m).length <= 16, { message: 'at most 16 keys' })
   .openapi('Metadata');
 

@@ -1,6 +1,4 @@
-import { sql } from 'drizzle-orm';
-import { fromDrizzle, type PgBoss, type SendOptions } from 'pg-boss';
-import type { Tx } from '../db/client.ts';
+import type { PgBoss } from 'pg-boss';
 
 /** The queue catalog: every job the relay runs, by dotted name. */
 export const Queues = {
@@ -45,15 +43,4 @@ export async function createQueues(boss: PgBoss): Promise<void> {
     if (existing.has(name)) await boss.updateQueue(name, options);
     else await boss.createQueue(name, options);
   }
-}
-
-/** Enqueues a job inside the caller's transaction: it exists only if the change it follows commits. */
-export async function enqueue(
-  boss: PgBoss,
-  tx: Tx,
-  name: QueueName,
-  data: TaskJob | NotifyJob | Record<string, never>,
-  options: SendOptions = {},
-): Promise<void> {
-  await boss.send(name, data, { ...options, db: fromDrizzle(tx, sql) });
 }

@@ -39,7 +39,7 @@ export async function startWorker(relay: Relay, boss: PgBoss, options: WorkerOpt
   const common = {
     batchSize,
     burstWhenBatchFull: true,
-    localConcurrency: options.concurrency ?? 4,
+    localConcurrency: options.concurrency ?? 8,
     pollingIntervalSeconds: options.pollSeconds ?? 1,
     notifyPollingIntervalSeconds: options.pollSeconds ?? 1,
     perJobResults: true as const,

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -66,14 +66,15 @@ export function parseEncryptionKeys(value: string): EncryptionKey[] {
  */
 export function createKeyring(keys: EncryptionKey[]): Keyring {
   if (keys.length === 0) throw new Error('a keyring needs at least one key');
-  const byKid = new Map<string, Buffer>();
+  // KeyObjects, made once: building one from raw bytes on every seal/open showed up in profiles.
+  const byKid = new Map<string, KeyObject>();
   for (const { kid, key } of keys) {
     if (!KID.test(kid)) throw new Error(`invalid key id "${kid}"`);
     if (key.length !== 32) throw new Error(`key "${kid}" must be 32 bytes`);
     if (byKid.has(kid)) throw new Error(`key id "${kid}" appears twice`);
-    byKid.set(kid, key);
+    byKid.set(kid, createSecretKey(key));
   }
-  const sealing = keys[0];
+  const sealing = { kid: keys[0].kid, key: byKid.get(keys[0].kid)! };
 
   return {
     seal(plaintext) {

@@ -3,11 +3,14 @@ import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
+import { jobStatement, type Statement, statementOf, transact, withLock } from '../db/pipeline.ts';
+import { toTaskRow } from '../db/rows.ts';
 import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
-import { enqueue, Queues } from '../jobs/queues.ts';
-import { recordEvents } from './events.ts';
+import { Queues } from '../jobs/queues.ts';
+import { eventsStatement } from './events.ts';
+import { lockTask } from './lock-task.ts';
 import { redactHeaders } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
@@ -75,43 +78,48 @@ export async function createTask(
     idempotencyKey: idempotencyKey ?? null,
     idempotencyFingerprint: fingerprint ?? null,
   };
+  const insert: Statement[] = [
+    statementOf(relay.db.insert(tasks).values(values).returning()),
+    eventsStatement(relay.db, values.id, [
+      { type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } },
+    ]),
+    await jobStatement(relay.boss, Queues.dispatch, { taskId: values.id }, {
+      priority: input.priority,
+      ...(delayed ? { startAfter: delayUntil } : {}),
+      // A worker that died mid-call frees the job for another after this long.
+      expireInSeconds: input.timeout + 60,
+    }),
+  ];
 
-  const attempt = () => relay.db.transaction(async (tx) => {
-    if (idempotencyKey) {
-      const [existing] = await tx
-        .select()
-        .from(tasks)
-        .where(and(eq(tasks.projectId, projectId), eq(tasks.idempotencyKey, idempotencyKey)))
-        .for('update');
+  if (!idempotencyKey) {
+    const [[row]] = await transact(relay.sql, insert);
+    return { outcome: 'created', task: toTaskRow(row), token };
+  }
+
+  const attempt = () =>
+    withLock(relay.sql, lockTask(relay, and(eq(tasks.projectId, projectId), eq(tasks.idempotencyKey, idempotencyKey))), (rows) => {
+      const existing = rows[0] ? toTaskRow(rows[0]) : undefined;
       if (existing && Date.now() - existing.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) {
         if (existing.idempotencyFingerprint !== fingerprint) {
           throw new AppError('idempotency_conflict', 422, 'Idempotency-Key was already used with a different request body');
         }
-        return { outcome: 'replayed' as const, task: existing };
+        return { statements: [], done: (): CreateTaskOutcome => ({ outcome: 'replayed', task: existing }) };
       }
-      if (existing) {
-        // Expired: the key is free again; the old task keeps everything but the key.
-        await tx.update(tasks).set({ idempotencyKey: null, updatedAt: sql`now()` }).where(eq(tasks.id, existing.id));
-      }
-    }
-    const [task] = await tx.insert(tasks).values(values).returning();
-    await recordEvents(tx, task.id, [
-      { type: 'task.created', data: { status: task.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } },
-    ]);
-    await enqueue(relay.boss, tx, Queues.dispatch, { taskId: task.id }, {
-      priority: task.priority,
-      ...(delayed ? { startAfter: delayUntil } : {}),
-      // A worker that died mid-call frees the job for another after this long.
-      expireInSeconds: task.timeout + 60,
+      // Expired: the key is free again; the old task keeps everything but the key.
+      const release = existing
+        ? [statementOf(relay.db.update(tasks).set({ idempotencyKey: null, updatedAt: sql`now()` }).where(eq(tasks.id, existing.id)))]
+        : [];
+      return {
+        statements: [...release, ...insert],
+        done: (results): CreateTaskOutcome => ({ outcome: 'created', task: toTaskRow(results[release.length][0]), token }),
+      };
     });
-    return { outcome: 'created' as const, task, token };
-  });
   try {
     return await attempt();
   } catch (error) {
     // Two requests with the same new key raced: the loser's INSERT hit the unique index.
     // Running again finds the winner's row and answers as a replay (or a 422).
-    if (idempotencyKey && pgErrorCode(error) === '23505') return attempt();
+    if (pgErrorCode(error) === '23505') return attempt();
     throw error;
   }
 }

@@ -1,6 +1,7 @@
 import { and, asc, eq, gt } from 'drizzle-orm';
 import { taskEvents } from '../../drizzle/schema.ts';
-import type { DbOrTx } from '../db/client.ts';
+import type { Db, DbOrTx } from '../db/client.ts';
+import { type Statement, statementOf } from '../db/pipeline.ts';
 
 /**
  * Timeline event types, dotted. Recorded in the same transaction as the change they describe,
@@ -30,9 +31,9 @@ export interface NewEvent {
   data?: Record<string, unknown>;
 }
 
-export async function recordEvents(db: DbOrTx, taskId: string, events: NewEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  await db.insert(taskEvents).values(events.map((e) => ({ taskId, type: e.type, data: e.data ?? {} })));
+/** The INSERT of `events` for one task, to run inside the transaction of the change. */
+export function eventsStatement(db: Db, taskId: string, events: NewEvent[]): Statement {
+  return statementOf(db.insert(taskEvents).values(events.map((e) => ({ taskId, type: e.type, data: e.data ?? {} }))));
 }
 
 export async function listEvents(db: DbOrTx, taskId: string, afterId = 0, limit = 1000) {

@@ -1,9 +1,9 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
-import type { PgBoss } from 'pg-boss';
 import { type StoredError, type StoredResult, type TaskRow, type TaskStatus, tasks } from '../../drizzle/schema.ts';
-import type { Tx } from '../db/client.ts';
-import { enqueue, Queues } from '../jobs/queues.ts';
-import { type NewEvent, recordEvents } from './events.ts';
+import type { Relay } from '../context.ts';
+import { jobStatement, type Statement, statementOf } from '../db/pipeline.ts';
+import { Queues } from '../jobs/queues.ts';
+import { eventsStatement, type NewEvent } from './events.ts';
 
 /** Statuses in which a provider's callback or a signal is accepted (DESIGN §5). */
 export const CALLBACK_STATUSES: TaskStatus[] = ['pending', 'processing', 'waiting', 'polling'];
@@ -16,7 +16,6 @@ export function isTerminal(status: TaskStatus): boolean {
 }
 
 export interface FinishArgs {
-  taskId: string;
   /** The compare-and-set guard: the task must be in one of these. */
   from: TaskStatus[];
   to: TerminalStatus;
@@ -29,30 +28,35 @@ export interface FinishArgs {
 }
 
 /**
- * Moves a task to a terminal status, if and only if it is still in one of `from`. The first
- * terminal writer wins; a later one gets null and changes nothing. In the same transaction it
- * records the timeline and enqueues the onComplete delivery, so a committed completion always
- * has its webhook on the way and a rolled-back one never does.
+ * The statements that move a locked task to a terminal status: the compare-and-set UPDATE
+ * (first statement; its RETURNING row is the finished task), the timeline, and the onComplete
+ * job, all for one transaction, so a committed completion always has its webhook on the way
+ * and a rolled-back one never does. The caller holds the row lock (see `withLock`) and has
+ * checked `task.status` is in `from`; the guard stays in the WHERE all the same.
  */
-export async function finishTask(boss: PgBoss, tx: Tx, args: FinishArgs): Promise<TaskRow | null> {
-  const [row] = await tx
-    .update(tasks)
-    .set({
-      ...args.set,
-      status: args.to,
-      ...(args.result !== undefined ? { result: args.result } : {}),
-      ...(args.error !== undefined ? { error: args.error } : {}),
-      completedAt: sql`now()`,
-      updatedAt: sql`now()`,
-      deliveryStatus: sql`case when ${tasks.onCompleteUrl} is not null then 'pending' end`,
-      deliveryAttempts: 0,
-    })
-    .where(and(eq(tasks.id, args.taskId), inArray(tasks.status, args.from)))
-    .returning();
-  if (!row) return null;
-  await recordEvents(tx, row.id, [...(args.events ?? []), { type: 'status.changed', data: { to: args.to } }]);
-  if (row.onCompleteUrl) {
-    await enqueue(boss, tx, Queues.notify, { taskId: row.id, generation: row.deliveryGeneration, attempt: 1 });
+export async function finishStatements(relay: Relay, task: TaskRow, args: FinishArgs): Promise<Statement[]> {
+  const update = statementOf(
+    relay.db
+      .update(tasks)
+      .set({
+        ...args.set,
+        status: args.to,
+        ...(args.result !== undefined ? { result: args.result } : {}),
+        ...(args.error !== undefined ? { error: args.error } : {}),
+        completedAt: sql`now()`,
+        updatedAt: sql`now()`,
+        deliveryStatus: task.onCompleteUrl ? 'pending' : null,
+        deliveryAttempts: 0,
+      })
+      .where(and(eq(tasks.id, task.id), inArray(tasks.status, args.from)))
+      .returning(),
+  );
+  const statements = [
+    update,
+    eventsStatement(relay.db, task.id, [...(args.events ?? []), { type: 'status.changed', data: { from: task.status, to: args.to } }]),
+  ];
+  if (task.onCompleteUrl) {
+    statements.push(await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 }));
   }
-  return row;
+  return statements;
 }

@@ -71,7 +71,8 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   const running = await startRelay(config, {
     log: pino({ level: config.logLevel }),
     timings: { ...FAST_TIMINGS, ...options.timings },
-    worker: { pollSeconds: 0.5 },
+    worker: { pollSeconds: 0.5, concurrency: 2 },
+    poolSize: 10,
     announce: () => {},
   });
   const baseUrl = `http://127.0.0.1:${running.port}`;

@@ -13,7 +13,7 @@ import type { StatusWatcher } from '../../tasks/status-watcher.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
 import type { AuthEnv } from '../auth.ts';
-import { CreateTaskInput, CreateTaskResponse, Problem, TaskEnvelope, TaskEvent, TaskList, TaskStatus } from '../schemas.ts';
+import { CreateTaskInput, CreateTaskResponse, isStorableText, Problem, TaskEnvelope, TaskEvent, TaskList, TaskStatus } from '../schemas.ts';
 
 const problems = {
   400: { description: 'Invalid request', content: { 'application/problem+json': { schema: Problem } } },
@@ -63,7 +63,7 @@ const listTasksRoute = createRoute({
   request: {
     query: z.object({
       status: z.string().optional().openapi({ description: 'One status or a comma-separated list' }),
-      provider: z.string().max(64).optional(),
+      provider: z.string().max(64).refine(isStorableText, { message: 'must not contain NUL or unpaired surrogates' }).optional(),
       limit: z.coerce.number().int().min(1).max(100).default(20),
       cursor: z.string().max(200).optional(),
       offset: z.coerce.number().int().min(0).max(100_000).optional(),
@@ -108,6 +108,10 @@ function parseMetadataFilter(queries: Record<string, string[]>): Record<string, 
   const filter: Record<string, string> = {};
   for (const [name, values] of Object.entries(queries)) {
     if (name.startsWith('metadata.') && name.length > 'metadata.'.length) filter[name.slice('metadata.'.length)] = values[0];
+  }
+  // jsonb refuses these; a filter holding them could match nothing anyway.
+  if (Object.entries(filter).some(([k, v]) => !isStorableText(k) || !isStorableText(v))) {
+    throw invalid('metadata filters must not contain NUL or unpaired surrogates');
   }
   return filter;
 }

@@ -1,0 +1,86 @@
+import type { PgBoss, SendOptions } from 'pg-boss';
+import type postgres from 'postgres';
+
+/** One SQL statement with its driver-ready parameters. */
+export interface Statement {
+  text: string;
+  params: unknown[];
+}
+
+export type Row = Record<string, unknown>;
+
+/** A drizzle query builder as a statement (its `toSQL()` gives driver-ready parameters). */
+export function statementOf(query: { toSQL(): { sql: string; params: unknown[] } }): Statement {
+  const { sql, params } = query.toSQL();
+  return { text: sql, params };
+}
+
+/**
+ * The statement pg-boss would run for `send()`, captured through its `db` adapter option instead
+ * of executed, so it can ride in our pipelined transaction. pg-boss builds it (queue defaults,
+ * NOTIFY for immediate jobs); we only choose when and on which connection it runs.
+ */
+export async function jobStatement(boss: PgBoss, name: string, data: object, options: SendOptions = {}): Promise<Statement> {
+  let captured: Statement | undefined;
+  const capture = {
+    async executeSql(text: string, values: unknown[] = []) {
+      captured = { text, params: values };
+      return { rows: [{ id: null, start_after: new Date() }] };
+    },
+  };
+  await boss.send(name, data, { ...options, db: capture });
+  if (!captured) throw new Error(`pg-boss produced no statement for ${name}`);
+  return captured;
+}
+
+/*
+ * Why pipelining: on these machines a round trip to PostgreSQL costs far more than the SQL it
+ * carries, and a task's life is a handful of small transactions. Sending BEGIN, the statements
+ * and COMMIT back to back on one connection makes a transaction one round trip (postgres.js
+ * coalesces writes issued in the same tick). If a statement fails, PostgreSQL aborts the
+ * transaction and the trailing COMMIT becomes a rollback, so nothing partial is ever committed.
+ */
+
+async function pipelined(conn: postgres.ReservedSql, statements: Statement[]): Promise<Row[][]> {
+  return Promise.all(statements.map((s) => conn.unsafe(s.text, s.params as postgres.ParameterOrJSON<never>[], { prepare: true }) as unknown as Promise<Row[]>));
+}
+
+async function inTransaction<T>(sql: postgres.Sql, work: (conn: postgres.ReservedSql) => Promise<T>): Promise<T> {
+  const conn = await sql.reserve();
+  try {
+    return await work(conn);
+  } catch (error) {
+    // Harmless when the pipelined COMMIT already ended the transaction (a warning, no error).
+    await conn.unsafe('rollback').catch(() => {});
+    throw error;
+  } finally {
+    conn.release();
+  }
+}
+
+const BEGIN: Statement = { text: 'begin', params: [] };
+const COMMIT: Statement = { text: 'commit', params: [] };
+
+/** Runs `statements` as one transaction in one round trip; returns each statement's rows. */
+export async function transact(sql: postgres.Sql, statements: Statement[]): Promise<Row[][]> {
+  if (statements.length === 1) return [(await sql.unsafe(statements[0].text, statements[0].params as never[], { prepare: true })) as unknown as Row[]];
+  return inTransaction(sql, async (conn) => (await pipelined(conn, [BEGIN, ...statements, COMMIT])).slice(1, -1));
+}
+
+/**
+ * Lock-then-decide in two round trips: runs `lock` (a SELECT … FOR UPDATE) in a new transaction,
+ * hands its rows to `decide`, then runs what `decide` returns and commits. Everything `decide`
+ * writes is based on rows no one else can change meanwhile, so the writes need no second guess.
+ */
+export async function withLock<T>(
+  sql: postgres.Sql,
+  lock: Statement,
+  decide: (rows: Row[]) => Promise<{ statements: Statement[]; done: (results: Row[][]) => T }> | { statements: Statement[]; done: (results: Row[][]) => T },
+): Promise<T> {
+  return inTransaction(sql, async (conn) => {
+    const [, locked] = await pipelined(conn, [BEGIN, lock]);
+    const { statements, done } = await decide(locked);
+    const results = await pipelined(conn, [...statements, COMMIT]);
+    return done(results.slice(0, -1));
+  });
+}
