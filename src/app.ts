@@ -10,11 +10,9 @@ import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
-import type { StatusWatcher } from './tasks/status-watcher.ts';
 
 export interface AppDeps {
   relay: Relay;
-  watcher: StatusWatcher;
   keys: KeyCache;
   readiness: Readiness;
 }
@@ -27,7 +25,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, watcher, keys, readiness }: AppDeps) {
+export function createApp({ relay, keys, readiness }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -38,7 +36,7 @@ export function createApp({ relay, watcher, keys, readiness }: AppDeps) {
   app.use('/v1/tasks/*', requireApiKey(keys));
 
   registerSystemRoutes(app, readiness);
-  registerTaskRoutes(app, relay, watcher);
+  registerTaskRoutes(app, relay);
   registerCallbackRoutes(app, relay);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });

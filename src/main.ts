@@ -14,7 +14,6 @@ import { createOutbound } from './outbound/http.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
-import { createStatusWatcher, type StatusWatcher } from './tasks/status-watcher.ts';
 
 export interface StartOptions {
   log?: Logger;
@@ -100,16 +99,11 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;
-    let watcher: StatusWatcher | undefined;
     let port: number | undefined;
     if (config.role !== 'worker') {
-      watcher = await createStatusWatcher(database.sql);
-      cleanups.unshift(() => watcher!.close());
-      const keys = await createKeyCache(database.db, database.sql);
-      cleanups.unshift(() => keys.close());
+      const keys = createKeyCache(database.db);
       const app = createApp({
         relay,
-        watcher,
         keys,
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });

@@ -1,12 +1,10 @@
-import { eq } from 'drizzle-orm';
-import { type StoredError, type StoredResult, type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { StoredError, StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { insertEvents, lockByCallbackHash } from '../db/task-sql.ts';
 import type { SignalInput } from '../http/schemas.ts';
-import { eventsStatement } from '../tasks/events.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
-import { lockTask } from '../tasks/lock-task.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export type SignalOutcome =
@@ -32,17 +30,16 @@ function signalError(input: SignalInput): StoredError {
  */
 export async function applySignal(relay: Relay, token: string, input: SignalInput): Promise<SignalOutcome> {
   if (!isCallbackTokenShape(token)) return { outcome: 'unknown' };
-  return withLock(relay.sql, lockTask(relay, eq(tasks.callbackHash, sha256Hex(token))), async (rows) => {
+  return withLock(relay.sql, lockByCallbackHash(sha256Hex(token)), async (rows) => {
     if (!rows[0]) return { statements: [], done: (): SignalOutcome => ({ outcome: 'unknown' }) };
     const task = toTaskRow(rows[0]);
     if (!CALLBACK_STATUSES.includes(task.status)) {
       return {
-        statements: [eventsStatement(relay.db, task.id, [{ type: 'signal.rejected', data: { status: task.status, requested: input.status } }])],
+        statements: [insertEvents(task.id, [{ type: 'signal.rejected', data: { status: task.status, requested: input.status } }])],
         done: (): SignalOutcome => ({ outcome: 'conflict', task }),
       };
     }
     const statements = await finishStatements(relay, task, {
-      from: CALLBACK_STATUSES,
       to: input.status,
       result: signalResult(input, task.dispatchedAt ?? task.createdAt),
       error: input.status === 'failed' ? signalError(input) : null,

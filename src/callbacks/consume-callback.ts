@@ -1,11 +1,9 @@
-import { eq, sql } from 'drizzle-orm';
-import { type StoredResult, type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { type Statement, statementOf, withLock } from '../db/pipeline.ts';
+import { type Statement, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { eventsStatement } from '../tasks/events.ts';
+import { insertEvents, lockByCallbackHash } from '../db/task-sql.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
-import { lockTask } from '../tasks/lock-task.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
@@ -49,7 +47,7 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
   if (!isCallbackTokenShape(callback.token)) return { outcome: 'unknown' };
   const bodyHash = sha256Hex(callback.body);
   const size = callback.body.byteLength;
-  return withLock(relay.sql, lockTask(relay, eq(tasks.callbackHash, sha256Hex(callback.token))), async (rows): Promise<Decision> => {
+  return withLock(relay.sql, lockByCallbackHash(sha256Hex(callback.token)), async (rows): Promise<Decision> => {
     if (!rows[0]) return only({ outcome: 'unknown' });
     const task = toTaskRow(rows[0]);
 
@@ -62,28 +60,24 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
         duration: Math.max(0, Date.now() - since.getTime()),
       };
       const statements = await finishStatements(relay, task, {
-        from: CALLBACK_STATUSES,
         to: 'completed',
         result,
         error: null,
-        set: { callbackBodyHash: bodyHash },
+        callbackBodyHash: bodyHash,
         events: [{ type: 'callback.accepted', data: { from: task.status, size } }],
       });
       return { statements, done: (results) => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
     }
     if (task.callbackBodyHash === bodyHash) {
-      return only({ outcome: 'duplicate', task }, [eventsStatement(relay.db, task.id, [{ type: 'callback.duplicate', data: { size } }])]);
+      return only({ outcome: 'duplicate', task }, [insertEvents(task.id, [{ type: 'callback.duplicate', data: { size } }])]);
     }
     if (task.status === 'timeout' || task.status === 'cancelled') {
       // Too late to change the outcome, but the result may still matter to the client.
       const late = storedBody(callback.body.subarray(0, LATE_PAYLOAD_LIMIT));
       return only({ outcome: 'late', task }, [
-        eventsStatement(relay.db, task.id, [
-          { type: 'callback.late', data: { status: task.status, size, ...late, truncated: size > LATE_PAYLOAD_LIMIT } },
-        ]),
-        statementOf(relay.db.update(tasks).set({ updatedAt: sql`now()` }).where(eq(tasks.id, task.id))),
+        insertEvents(task.id, [{ type: 'callback.late', data: { status: task.status, size, ...late, truncated: size > LATE_PAYLOAD_LIMIT } }]),
       ]);
     }
-    return only({ outcome: 'conflict', task }, [eventsStatement(relay.db, task.id, [{ type: 'callback.rejected', data: { status: task.status, size } }])]);
+    return only({ outcome: 'conflict', task }, [insertEvents(task.id, [{ type: 'callback.rejected', data: { status: task.status, size } }])]);
   });
 }

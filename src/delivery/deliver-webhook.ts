@@ -1,14 +1,17 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, statementOf, withLock } from '../db/pipeline.ts';
+import { jobStatement, type Statement, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { lockById, recordDelivery } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
-import { eventsStatement, type NewEvent } from '../tasks/events.ts';
-import { lockTask } from '../tasks/lock-task.ts';
+import type { NewEvent } from '../tasks/events.ts';
 import { toTaskView } from '../tasks/task-view.ts';
 import { signWebhook } from './sign.ts';
+
+/** A receiver's Retry-After is honoured up to this (the longest step of the schedule). */
+const MAX_RETRY_AFTER_MS = 10 * 60 * 60 * 1000;
 
 /** How much of a receiver's answer the timeline keeps. */
 const ANSWER_PREVIEW_BYTES = 1024;
@@ -31,7 +34,7 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
   const step = schedule[attempt - 1];
   if (step === undefined) return null;
   const jittered = step * 1000 * (0.9 + Math.random() * 0.2);
-  return Math.max(jittered, retryAfterMs ?? 0);
+  return Math.max(jittered, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
 }
 
 /**
@@ -87,20 +90,14 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void
     ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
-  await withLock(relay.sql, lockTask(relay, eq(tasks.id, task.id)), async (rows) => {
+  await withLock(relay.sql, lockById(task.id), async (rows) => {
     const current = rows[0] ? toTaskRow(rows[0]) : undefined;
     // A replayed job (crash after the HTTP call) or one of an older round records nothing.
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
     const statements: Statement[] = [
-      statementOf(
-        relay.db
-          .update(tasks)
-          .set({ deliveryStatus: status, deliveryAttempts: job.attempt, deliveryNextAt: nextAt, updatedAt: sql`now()` })
-          .where(eq(tasks.id, task.id)),
-      ),
-      eventsStatement(relay.db, task.id, attemptEvents),
+      recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents }),
     ];
     if (nextAt) statements.push(await jobStatement(relay.boss, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt }));
     return { statements, done: () => undefined };

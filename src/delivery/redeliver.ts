@@ -1,13 +1,12 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { jobStatement, statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { insertEvents, lockById } from '../db/task-sql.ts';
 import { conflict, invalid, notFound } from '../errors.ts';
 import { Queues } from '../jobs/queues.ts';
-import { eventsStatement } from '../tasks/events.ts';
 import { isTerminal } from '../tasks/finish-task.ts';
-import { lockTask } from '../tasks/lock-task.ts';
 
 /**
  * POST /v1/tasks/:id/redeliver — starts a new delivery round of the onComplete webhook (same
@@ -15,9 +14,9 @@ import { lockTask } from '../tasks/lock-task.ts';
  * retires any retry still scheduled from the previous round.
  */
 export async function redeliverTask(relay: Relay, projectId: string, taskId: string): Promise<TaskRow> {
-  return withLock(relay.sql, lockTask(relay, and(eq(tasks.id, taskId), eq(tasks.projectId, projectId))), async (rows) => {
-    if (!rows[0]) throw notFound();
-    const task = toTaskRow(rows[0]);
+  return withLock(relay.sql, lockById(taskId), async (rows) => {
+    const task = rows[0] ? toTaskRow(rows[0]) : undefined;
+    if (!task || task.projectId !== projectId) throw notFound();
     if (!task.onCompleteUrl) throw invalid('Task has no onCompleteUrl');
     if (!isTerminal(task.status)) throw conflict(`Task is not finished yet (current: ${task.status})`);
     const generation = task.deliveryGeneration + 1;
@@ -30,7 +29,7 @@ export async function redeliverTask(relay: Relay, projectId: string, taskId: str
             .where(eq(tasks.id, taskId))
             .returning(),
         ),
-        eventsStatement(relay.db, taskId, [{ type: 'delivery.redeliver_requested', data: { previous: task.deliveryStatus, generation } }]),
+        insertEvents(taskId, [{ type: 'delivery.redeliver_requested', data: { previous: task.deliveryStatus, generation } }]),
         await jobStatement(relay.boss, Queues.notify, { taskId, generation, attempt: 1 }),
       ],
       done: (results) => toTaskRow(results[0][0]),

@@ -3,7 +3,7 @@ import { sha256Hex } from '../callbacks/token.ts';
 import type { KeyCache } from '../projects/key-cache.ts';
 import { problem } from './problem.ts';
 
-export type AuthEnv = { Variables: { projectId: string; requestId: string } };
+export type AuthEnv = { Variables: { projectId: string; keyHash: string; requestId: string } };
 
 /** The presented key: `X-API-Key: <key>` or `Authorization: Bearer <key>`. */
 function presentedKey(header: (name: string) => string | undefined): string | undefined {
@@ -22,9 +22,13 @@ export function requireApiKey(keys: KeyCache) {
   return createMiddleware<AuthEnv>(async (c, next) => {
     const key = presentedKey((name) => c.req.header(name));
     if (!key || key.length > 256) return problem(c, 401, 'unauthorized', 'Missing or invalid API key');
-    const projectId = await keys.projectOf(sha256Hex(key));
+    const keyHash = sha256Hex(key);
+    // Creation re-checks the key inside its INSERT, so only it may answer from the cache.
+    const cached = c.req.method === 'POST' && c.req.path === '/v1/tasks';
+    const projectId = await keys.projectOf(keyHash, { cached });
     if (!projectId) return problem(c, 401, 'unauthorized', 'Missing or invalid API key');
     c.set('projectId', projectId);
+    c.set('keyHash', keyHash);
     await next();
   });
 }

@@ -1,38 +1,32 @@
 import { and, eq, isNull } from 'drizzle-orm';
-import type postgres from 'postgres';
 import { apiKeys } from '../../drizzle/schema.ts';
 import type { Db } from '../db/client.ts';
 
-/** The channel the `api_keys_notify` trigger (migrations/0002) sends a changed key's hash on. */
-const CHANNEL = 'relay_api_keys';
-/** Even without a notification (a dropped LISTEN connection), a cached key is re-checked this often. */
-const TTL_MS = 30_000;
+/** A cached key is looked up again after this long. */
+const TTL_MS = 60_000;
 const MAX_ENTRIES = 10_000;
 
 export interface KeyCache {
-  /** The project of an active key, by the key's SHA-256; undefined for an unknown or revoked key. */
-  projectOf(keyHash: string): Promise<string | undefined>;
-  close(): Promise<void>;
+  /**
+   * The project of an active key, by the key's SHA-256; undefined for an unknown or revoked key.
+   * `cached: true` may answer from memory: only for callers that re-check the key themselves in
+   * the statement that acts on it (task creation does), so a revocation still holds at once.
+   */
+  projectOf(keyHash: string, options?: { cached?: boolean }): Promise<string | undefined>;
 }
 
 /**
- * API keys are checked on every request; looking each one up costs a database round trip,
- * which on a busy relay is a good share of a create's cost. Active keys are cached per process
- * and dropped as soon as any replica revokes or deletes them (LISTEN/NOTIFY from a trigger), so
- * revocation still takes effect at once. Unknown keys are never cached: guessing cannot fill memory.
+ * API keys are checked on every request. Task creation is the hot path: there the key is
+ * re-checked inside the INSERT itself (the task's project_id comes from the active key row),
+ * so it may trust this cache for the early 401 and save a round trip. Every other route reads
+ * the key row. Unknown keys are never cached: guessing cannot fill memory.
  */
-export async function createKeyCache(db: Db, sql: postgres.Sql): Promise<KeyCache> {
+export function createKeyCache(db: Db): KeyCache {
   const cache = new Map<string, { projectId: string; at: number }>();
-  const listener = await sql.listen(
-    CHANNEL,
-    (keyHash) => cache.delete(keyHash),
-    // (Re)connected: whatever was revoked while we were not listening is unknown, so start over.
-    () => cache.clear(),
-  );
   return {
-    async projectOf(keyHash) {
+    async projectOf(keyHash, options = {}) {
       const hit = cache.get(keyHash);
-      if (hit && Date.now() - hit.at < TTL_MS) return hit.projectId;
+      if (options.cached && hit && Date.now() - hit.at < TTL_MS) return hit.projectId;
       const [row] = await db
         .select({ projectId: apiKeys.projectId })
         .from(apiKeys)
@@ -44,10 +38,6 @@ export async function createKeyCache(db: Db, sql: postgres.Sql): Promise<KeyCach
       if (cache.size >= MAX_ENTRIES) cache.clear();
       cache.set(keyHash, { projectId: row.projectId, at: Date.now() });
       return row.projectId;
-    },
-    async close() {
-      await listener.unlisten();
-      cache.clear();
     },
   };
 }

@@ -1,16 +1,15 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
 import { jobStatement, type Statement, statementOf, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { insertTask, lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
 import { Queues } from '../jobs/queues.ts';
-import { eventsStatement } from './events.ts';
-import { lockTask } from './lock-task.ts';
 import { redactHeaders } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
@@ -21,6 +20,11 @@ const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 export type CreateTaskOutcome =
   | { outcome: 'created'; task: TaskRow; token?: string }
   | { outcome: 'replayed'; task: TaskRow };
+
+/** The INSERT found no active key (revoked after the auth check): the caller is not authorised. */
+function keyRevokedMeanwhile(error: unknown): AppError | undefined {
+  return pgErrorCode(error) === '23502' ? new AppError('unauthorized', 401, 'Missing or invalid API key') : undefined;
+}
 
 /** The body as it will be sent: a string stays as is, any other JSON value is serialised. */
 function serialiseBody(input: CreateTaskInput): { body?: string; json: boolean } {
@@ -36,10 +40,11 @@ function serialiseBody(input: CreateTaskInput): { body?: string; json: boolean }
  */
 export async function createTask(
   relay: Relay,
-  projectId: string,
+  caller: { projectId: string; keyHash: string },
   input: CreateTaskInput,
   idempotencyKey?: string,
 ): Promise<CreateTaskOutcome> {
+  const { projectId, keyHash } = caller;
   if (input.provider !== undefined) {
     throw invalid(`Unknown provider "${input.provider}": see GET /v1/providers for the presets this relay knows`);
   }
@@ -57,10 +62,9 @@ export async function createTask(
   const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
   const fingerprint = idempotencyKey ? sha256Hex(JSON.stringify(input)) : undefined;
 
-  const values: typeof tasks.$inferInsert = {
+  const values = {
     id: uuidv7(),
-    projectId,
-    status: delayed ? 'delayed' : 'pending',
+    status: delayed ? ('delayed' as const) : ('pending' as const),
     targetUrl: input.targetUrl,
     method: input.method,
     headersView: redactHeaders(headers),
@@ -79,10 +83,7 @@ export async function createTask(
     idempotencyFingerprint: fingerprint ?? null,
   };
   const insert: Statement[] = [
-    statementOf(relay.db.insert(tasks).values(values).returning()),
-    eventsStatement(relay.db, values.id, [
-      { type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } },
-    ]),
+    insertTask(keyHash, values, [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }]),
     await jobStatement(relay.boss, Queues.dispatch, { taskId: values.id }, {
       priority: input.priority,
       ...(delayed ? { startAfter: delayUntil } : {}),
@@ -92,12 +93,16 @@ export async function createTask(
   ];
 
   if (!idempotencyKey) {
-    const [[row]] = await transact(relay.sql, insert);
-    return { outcome: 'created', task: toTaskRow(row), token };
+    try {
+      const [[row]] = await transact(relay.sql, insert);
+      return { outcome: 'created', task: toTaskRow(row), token };
+    } catch (error) {
+      throw keyRevokedMeanwhile(error) ?? error;
+    }
   }
 
   const attempt = () =>
-    withLock(relay.sql, lockTask(relay, and(eq(tasks.projectId, projectId), eq(tasks.idempotencyKey, idempotencyKey))), (rows) => {
+    withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey), (rows) => {
       const existing = rows[0] ? toTaskRow(rows[0]) : undefined;
       if (existing && Date.now() - existing.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) {
         if (existing.idempotencyFingerprint !== fingerprint) {
@@ -120,6 +125,6 @@ export async function createTask(
     // Two requests with the same new key raced: the loser's INSERT hit the unique index.
     // Running again finds the winner's row and answers as a replay (or a 422).
     if (pgErrorCode(error) === '23505') return attempt();
-    throw error;
+    throw keyRevokedMeanwhile(error) ?? error;
   }
 }

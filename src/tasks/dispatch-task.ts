@@ -1,15 +1,14 @@
-import { eq, sql } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, statementOf, withLock } from '../db/pipeline.ts';
+import { jobStatement, type Statement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { claimForDispatch as claimStatement, transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
-import { eventsStatement, type NewEvent } from './events.ts';
-import { finishStatements } from './finish-task.ts';
-import { lockTask } from './lock-task.ts';
+import type { NewEvent } from './events.ts';
+import { notifyJob } from './finish-task.ts';
 import { openRequest } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 
@@ -18,7 +17,7 @@ const MAX_TARGET_REDIRECTS = 5;
 
 /**
  * One attempt at calling a task's target: the handler of a `task.dispatch` job. No transaction
- * is held during the HTTP call; the outcome is written afterwards under the row lock, so a
+ * is held during the HTTP call; the outcome is written afterwards with compare-and-set, so a
  * callback that completed the task while we were still waiting for the submit answer wins and
  * the late answer is only recorded.
  */
@@ -48,22 +47,7 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
  * already answered, or is gone (a duplicate or stale job).
  */
 async function claimForDispatch(relay: Relay, taskId: string): Promise<TaskRow | null> {
-  const [row] = await relay.sql`
-    with current as (
-      select id, status from tasks
-      where id = ${taskId} and status in ('delayed', 'pending', 'processing')
-      for update
-    ), claimed as (
-      update tasks t
-      set status = 'processing', started_at = coalesce(t.started_at, now()), dispatched_at = now(), updated_at = now()
-      from current where t.id = current.id
-      returning t.*, current.status as previous_status
-    ), changed as (
-      insert into task_events (task_id, type, data)
-      select id, 'status.changed', jsonb_build_object('from', previous_status, 'to', 'processing')
-      from claimed where previous_status <> 'processing'
-    )
-    select * from claimed`;
+  const [[row]] = await transact(relay.sql, [claimStatement(taskId)]);
   return row ? toTaskRow(row) : null;
 }
 
@@ -79,48 +63,53 @@ function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {
   };
 }
 
-/** What to write once the attempt's answer is in, given the task as it is now (locked). */
-async function outcomeStatements(relay: Relay, claimed: TaskRow, current: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<Statement[]> {
-  const attempt = attemptEvent(claimed, answer);
-  // Someone else moved the task on while we were calling (a callback, a cancel, a duplicate job).
-  if (current.status !== 'processing' || current.retryCount !== claimed.retryCount) {
-    return [eventsStatement(relay.db, current.id, [attempt, { type: 'dispatch.late_response', data: { status: current.status } }])];
-  }
-  if (verdict.kind === 'success' && current.callbackHash) {
+/**
+ * What to write once the attempt's answer is in. Each outcome is one compare-and-set on
+ * (status processing, this attempt's retry count): if a callback, a cancel or a duplicate job
+ * moved the task on meanwhile, the guard fails, only the late answer is recorded, and the job
+ * enqueued beside it finds nothing to do (a deadline or delivery job checks the task first).
+ */
+async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<Statement[]> {
+  const attempt = attemptEvent(task, answer);
+  const guard = {
+    taskId: task.id,
+    from: ['processing' as const],
+    retryCount: task.retryCount,
+    eventsIfMissed: [attempt, { type: 'dispatch.late_response' as const, data: {} }],
+  };
+  const notify = async (): Promise<Statement[]> => (task.onCompleteUrl ? [await notifyJob(relay, task.id, task.deliveryGeneration)] : []);
+
+  if (verdict.kind === 'success' && task.callbackHash) {
     return [
       // A successful submit after retries: the earlier attempt's error is history (timeline), not the task's.
-      statementOf(relay.db.update(tasks).set({ status: 'waiting', error: null, updatedAt: sql`now()` }).where(eq(tasks.id, current.id))),
-      eventsStatement(relay.db, current.id, [attempt, { type: 'status.changed', data: { from: 'processing', to: 'waiting' } }]),
-      await jobStatement(relay.boss, Queues.deadline, { taskId: current.id }, { startAfter: current.maxWaitTime }),
+      transition({ ...guard, to: 'waiting', error: null, events: [attempt] }),
+      await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: task.maxWaitTime }),
     ];
   }
   if (verdict.kind === 'success') {
-    return finishStatements(relay, current, { from: ['processing'], to: 'completed', result: verdict.response, error: null, events: [attempt] });
+    return [transition({ ...guard, to: 'completed', result: verdict.response, error: null, events: [attempt] }), ...(await notify())];
   }
-  if (verdict.kind === 'retryable' && current.retryCount < current.maxRetries) {
-    const delayMs = retryDelayMs(current.retryBackoff, current.retryCount + 1, verdict.retryAfterMs, relay.timings.backoffScale);
+  if (verdict.kind === 'retryable' && task.retryCount < task.maxRetries) {
+    const retry = task.retryCount + 1;
+    const delayMs = retryDelayMs(task.retryBackoff, retry, verdict.retryAfterMs, relay.timings.backoffScale);
     return [
-      statementOf(relay.db.update(tasks).set({ retryCount: current.retryCount + 1, error: verdict.error, updatedAt: sql`now()` }).where(eq(tasks.id, current.id))),
-      eventsStatement(relay.db, current.id, [attempt, { type: 'dispatch.retry_scheduled', data: { retry: current.retryCount + 1, delayMs } }]),
-      await jobStatement(relay.boss, Queues.dispatch, { taskId: current.id }, {
-        priority: current.priority,
+      transition({
+        ...guard,
+        to: 'processing',
+        setRetryCount: retry,
+        error: verdict.error,
+        events: [attempt, { type: 'dispatch.retry_scheduled', data: { retry, delayMs } }],
+      }),
+      await jobStatement(relay.boss, Queues.dispatch, { taskId: task.id }, {
+        priority: task.priority,
         startAfter: new Date(Date.now() + delayMs),
-        expireInSeconds: current.timeout + 60,
+        expireInSeconds: task.timeout + 60,
       }),
     ];
   }
-  return finishStatements(relay, current, {
-    from: ['processing'],
-    to: 'failed',
-    result: verdict.response ?? null,
-    error: verdict.error,
-    events: [attempt],
-  });
+  return [transition({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] }), ...(await notify())];
 }
 
-async function recordOutcome(relay: Relay, claimed: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<void> {
-  await withLock(relay.sql, lockTask(relay, eq(tasks.id, claimed.id)), async (rows) => ({
-    statements: rows[0] ? await outcomeStatements(relay, claimed, toTaskRow(rows[0]), answer, verdict) : [],
-    done: () => undefined,
-  }));
+async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<void> {
+  await transact(relay.sql, await outcomeStatements(relay, task, answer, verdict));
 }

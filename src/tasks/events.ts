@@ -1,7 +1,6 @@
 import { and, asc, eq, gt } from 'drizzle-orm';
 import { taskEvents } from '../../drizzle/schema.ts';
-import type { Db, DbOrTx } from '../db/client.ts';
-import { type Statement, statementOf } from '../db/pipeline.ts';
+import type { DbOrTx } from '../db/client.ts';
 
 /**
  * Timeline event types, dotted. Recorded in the same transaction as the change they describe,
@@ -29,11 +28,6 @@ export type TaskEventType =
 export interface NewEvent {
   type: TaskEventType;
   data?: Record<string, unknown>;
-}
-
-/** The INSERT of `events` for one task, to run inside the transaction of the change. */
-export function eventsStatement(db: Db, taskId: string, events: NewEvent[]): Statement {
-  return statementOf(db.insert(taskEvents).values(events.map((e) => ({ taskId, type: e.type, data: e.data ?? {} }))));
 }
 
 export async function listEvents(db: DbOrTx, taskId: string, afterId = 0, limit = 1000) {

@@ -1,22 +1,19 @@
-import { eq } from 'drizzle-orm';
-import { tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
+import { lockById } from '../db/task-sql.ts';
 import { finishStatements } from './finish-task.ts';
-import { lockTask } from './lock-task.ts';
 
 /**
  * The `task.deadline` job: `maxWaitTime` has passed since the task started waiting. If no
  * callback, signal or poll finished it meanwhile, it times out; otherwise this changes nothing.
  */
 export async function expireTask(relay: Relay, taskId: string): Promise<void> {
-  await withLock(relay.sql, lockTask(relay, eq(tasks.id, taskId)), async (rows) => {
+  await withLock(relay.sql, lockById(taskId), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : undefined;
     if (!task || (task.status !== 'waiting' && task.status !== 'polling')) return { statements: [], done: () => undefined };
     return {
       statements: await finishStatements(relay, task, {
-        from: ['waiting', 'polling'],
         to: 'timeout',
         error: { code: 'timeout', message: `No callback or signal arrived within maxWaitTime (${task.maxWaitTime} s)` },
       }),

@@ -1,9 +1,9 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
-import { type StoredError, type StoredResult, type TaskRow, type TaskStatus, tasks } from '../../drizzle/schema.ts';
+import type { StoredError, StoredResult, TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, statementOf } from '../db/pipeline.ts';
+import { jobStatement, type Statement } from '../db/pipeline.ts';
+import { transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
-import { eventsStatement, type NewEvent } from './events.ts';
+import type { NewEvent } from './events.ts';
 
 /** Statuses in which a provider's callback or a signal is accepted (DESIGN §5). */
 export const CALLBACK_STATUSES: TaskStatus[] = ['pending', 'processing', 'waiting', 'polling'];
@@ -16,47 +16,38 @@ export function isTerminal(status: TaskStatus): boolean {
 }
 
 export interface FinishArgs {
-  /** The compare-and-set guard: the task must be in one of these. */
-  from: TaskStatus[];
   to: TerminalStatus;
   result?: StoredResult | null;
   error?: StoredError | null;
-  /** Extra columns to set in the same UPDATE (e.g. the accepted callback's body hash). */
-  set?: Partial<typeof tasks.$inferInsert>;
+  /** Set with the change: the hash of the accepted callback body. */
+  callbackBodyHash?: string;
   /** Timeline events recorded before the status change. */
   events?: NewEvent[];
 }
 
 /**
- * The statements that move a locked task to a terminal status: the compare-and-set UPDATE
- * (first statement; its RETURNING row is the finished task), the timeline, and the onComplete
- * job, all for one transaction, so a committed completion always has its webhook on the way
- * and a rolled-back one never does. The caller holds the row lock (see `withLock`) and has
- * checked `task.status` is in `from`; the guard stays in the WHERE all the same.
+ * The statements that move a locked task to a terminal status: the compare-and-set transition
+ * (first statement; its row is the finished task) with its timeline, and the onComplete job, for
+ * one transaction, so a committed completion always has its webhook on the way and a rolled-back
+ * one never does. The caller holds the row lock (see `withLock`), so `task.status` is current.
  */
 export async function finishStatements(relay: Relay, task: TaskRow, args: FinishArgs): Promise<Statement[]> {
-  const update = statementOf(
-    relay.db
-      .update(tasks)
-      .set({
-        ...args.set,
-        status: args.to,
-        ...(args.result !== undefined ? { result: args.result } : {}),
-        ...(args.error !== undefined ? { error: args.error } : {}),
-        completedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        deliveryStatus: task.onCompleteUrl ? 'pending' : null,
-        deliveryAttempts: 0,
-      })
-      .where(and(eq(tasks.id, task.id), inArray(tasks.status, args.from)))
-      .returning(),
-  );
   const statements = [
-    update,
-    eventsStatement(relay.db, task.id, [...(args.events ?? []), { type: 'status.changed', data: { from: task.status, to: args.to } }]),
+    transition({
+      taskId: task.id,
+      from: [task.status],
+      to: args.to,
+      result: args.result,
+      error: args.error,
+      callbackBodyHash: args.callbackBodyHash,
+      events: args.events,
+    }),
   ];
-  if (task.onCompleteUrl) {
-    statements.push(await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 }));
-  }
+  if (task.onCompleteUrl) statements.push(await notifyJob(relay, task.id, task.deliveryGeneration));
   return statements;
+}
+
+/** The first onComplete attempt of a delivery round. */
+export function notifyJob(relay: Relay, taskId: string, generation: number): Promise<Statement> {
+  return jobStatement(relay.boss, Queues.notify, { taskId, generation, attempt: 1 });
 }

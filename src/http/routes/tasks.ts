@@ -9,7 +9,7 @@ import { listEvents } from '../../tasks/events.ts';
 import { isTerminal } from '../../tasks/finish-task.ts';
 import { getTask } from '../../tasks/get-task.ts';
 import { listTasks } from '../../tasks/list-tasks.ts';
-import type { StatusWatcher } from '../../tasks/status-watcher.ts';
+import { waitForStatusChange } from '../../tasks/wait-for-change.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
 import type { AuthEnv } from '../auth.ts';
@@ -117,11 +117,11 @@ function parseMetadataFilter(queries: Record<string, string[]>): Record<string, 
 }
 
 /** The authenticated task routes. Thin: validate, call one verb, map the result. */
-export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay, watcher: StatusWatcher): void {
+export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): void {
   app.openapi(createTaskRoute, async (c) => {
     const input = c.req.valid('json');
     const idempotencyKey = c.req.valid('header')['idempotency-key'];
-    const created = await createTask(relay, c.get('projectId'), input, idempotencyKey);
+    const created = await createTask(relay, { projectId: c.get('projectId'), keyHash: c.get('keyHash') }, input, idempotencyKey);
     const view = toTaskView(created.task, relay.keyring);
     if (created.outcome === 'replayed') return c.json({ task: view }, 200);
     const token = created.token;
@@ -137,18 +137,11 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay, watc
     const { id } = c.req.valid('param');
     const { wait, seenStatus } = c.req.valid('query');
     const projectId = c.get('projectId');
-    if (!wait) return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
-    // Register first, read second: a change in between still wakes us.
-    const waiter = watcher.waitForChange(id, wait * 1000);
-    try {
-      const before = await getTask(relay.db, projectId, id);
-      if (isTerminal(before.status) || (seenStatus !== undefined && before.status !== seenStatus)) {
-        return c.json({ task: toTaskView(before, relay.keyring) }, 200);
-      }
-      await waiter.changed;
-    } finally {
-      waiter.cancel();
+    const before = await getTask(relay.db, projectId, id);
+    if (!wait || isTerminal(before.status) || (seenStatus !== undefined && before.status !== seenStatus)) {
+      return c.json({ task: toTaskView(before, relay.keyring) }, 200);
     }
+    await waitForStatusChange(relay.db, projectId, id, before.status, wait * 1000, c.req.raw.signal);
     return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
   });
 
