@@ -84,3 +84,28 @@ export async function withLock<T>(
     return done(results.slice(0, -1));
   });
 }
+
+// pg-boss's job INSERT (version pinned by the lockfile) has this shape: CTEs `ins` and
+// `notified` and a final SELECT that reads `notified` so its pg_notify runs. Checked on every
+// call: if a pg-boss upgrade changes it, foldJob falls back to two statements in a transaction.
+const JOB_SHAPE = /^\s*WITH\s+(ins\s+AS\s*\([\s\S]*\)\s*,\s*notified\s+AS\s*\([\s\S]*\))\s*SELECT id FROM ins WHERE \(SELECT count\(\*\) FROM notified\) >= 0\s*$/i;
+const OWN_SHAPE = /^\s*with\s+([\s\S]*)\n\s*(select [^\n]*)\s*$/i;
+
+/**
+ * One statement instead of a transaction of two: `statement` (one of ours, `with … select …`)
+ * and a pg-boss job INSERT become one WITH query, atomic on its own, so the write and the job
+ * that follows it cost one statement and no BEGIN/COMMIT. Data-modifying CTEs always run to
+ * completion; pg-boss's NOTIFY is kept by reading its `notified` CTE in the final SELECT.
+ */
+export function foldJob(statement: Statement, job: Statement): Statement[] {
+  const jobParts = JOB_SHAPE.exec(job.text);
+  const ownParts = OWN_SHAPE.exec(statement.text);
+  if (!jobParts || !ownParts || job.params.length !== 1 || /\$[2-9]/.test(job.text)) return [statement, job];
+  const shift = (sql: string) => sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
+  return [
+    {
+      text: `WITH ${jobParts[1]}, ${shift(ownParts[1])}\n  select own.* from (${shift(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`,
+      params: [...job.params, ...statement.params],
+    },
+  ];
+}

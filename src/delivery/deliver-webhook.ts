@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, withLock } from '../db/pipeline.ts';
+import { foldJob, jobStatement, type Statement, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById, recordDelivery } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
@@ -96,10 +96,10 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
-    const statements: Statement[] = [
-      recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents }),
-    ];
-    if (nextAt) statements.push(await jobStatement(relay.boss, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt }));
+    const record = recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents });
+    const statements: Statement[] = nextAt
+      ? foldJob(record, await jobStatement(relay.boss, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt }))
+      : [record];
     return { statements, done: () => undefined };
   });
 }

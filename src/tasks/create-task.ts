@@ -3,7 +3,7 @@ import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
-import { jobStatement, type Statement, statementOf, transact, withLock } from '../db/pipeline.ts';
+import { foldJob, jobStatement, type Statement, statementOf, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertTask, lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
@@ -82,7 +82,7 @@ export async function createTask(
     idempotencyKey: idempotencyKey ?? null,
     idempotencyFingerprint: fingerprint ?? null,
   };
-  const insert: Statement[] = [
+  const insert: Statement[] = foldJob(
     insertTask(keyHash, values, [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }]),
     await jobStatement(relay.boss, Queues.dispatch, { taskId: values.id }, {
       priority: input.priority,
@@ -90,7 +90,7 @@ export async function createTask(
       // A worker that died mid-call frees the job for another after this long.
       expireInSeconds: input.timeout + 60,
     }),
-  ];
+  );
 
   if (!idempotencyKey) {
     try {

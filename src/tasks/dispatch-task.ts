@@ -1,7 +1,7 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, transact } from '../db/pipeline.ts';
+import { foldJob, jobStatement, type Statement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { claimForDispatch as claimStatement, transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
@@ -77,22 +77,23 @@ async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundRe
     retryCount: task.retryCount,
     eventsIfMissed: [attempt, { type: 'dispatch.late_response' as const, data: {} }],
   };
-  const notify = async (): Promise<Statement[]> => (task.onCompleteUrl ? [await notifyJob(relay, task.id, task.deliveryGeneration)] : []);
+  const withNotify = async (change: Statement): Promise<Statement[]> =>
+    task.onCompleteUrl ? foldJob(change, await notifyJob(relay, task.id, task.deliveryGeneration)) : [change];
 
   if (verdict.kind === 'success' && task.callbackHash) {
-    return [
+    return foldJob(
       // A successful submit after retries: the earlier attempt's error is history (timeline), not the task's.
       transition({ ...guard, to: 'waiting', error: null, events: [attempt] }),
       await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: task.maxWaitTime }),
-    ];
+    );
   }
   if (verdict.kind === 'success') {
-    return [transition({ ...guard, to: 'completed', result: verdict.response, error: null, events: [attempt] }), ...(await notify())];
+    return withNotify(transition({ ...guard, to: 'completed', result: verdict.response, error: null, events: [attempt] }));
   }
   if (verdict.kind === 'retryable' && task.retryCount < task.maxRetries) {
     const retry = task.retryCount + 1;
     const delayMs = retryDelayMs(task.retryBackoff, retry, verdict.retryAfterMs, relay.timings.backoffScale);
-    return [
+    return foldJob(
       transition({
         ...guard,
         to: 'processing',
@@ -105,9 +106,9 @@ async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundRe
         startAfter: new Date(Date.now() + delayMs),
         expireInSeconds: task.timeout + 60,
       }),
-    ];
+    );
   }
-  return [transition({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] }), ...(await notify())];
+  return withNotify(transition({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] }));
 }
 
 async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<void> {

@@ -1,6 +1,6 @@
 import type { StoredError, StoredResult, TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement } from '../db/pipeline.ts';
+import { foldJob, jobStatement, type Statement } from '../db/pipeline.ts';
 import { transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { NewEvent } from './events.ts';
@@ -32,19 +32,16 @@ export interface FinishArgs {
  * one never does. The caller holds the row lock (see `withLock`), so `task.status` is current.
  */
 export async function finishStatements(relay: Relay, task: TaskRow, args: FinishArgs): Promise<Statement[]> {
-  const statements = [
-    transition({
-      taskId: task.id,
-      from: [task.status],
-      to: args.to,
-      result: args.result,
-      error: args.error,
-      callbackBodyHash: args.callbackBodyHash,
-      events: args.events,
-    }),
-  ];
-  if (task.onCompleteUrl) statements.push(await notifyJob(relay, task.id, task.deliveryGeneration));
-  return statements;
+  const change = transition({
+    taskId: task.id,
+    from: [task.status],
+    to: args.to,
+    result: args.result,
+    error: args.error,
+    callbackBodyHash: args.callbackBodyHash,
+    events: args.events,
+  });
+  return task.onCompleteUrl ? foldJob(change, await notifyJob(relay, task.id, task.deliveryGeneration)) : [change];
 }
 
 /** The first onComplete attempt of a delivery round. */
