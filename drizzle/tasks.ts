@@ -58,6 +58,8 @@ export const tasks = pgTable(
     callbackHash: text('callback_hash'),
     /** SHA-256 of the accepted callback body, so a provider's retry of it is answered 200. */
     callbackBodyHash: text('callback_body_hash'),
+    /** Random id of the request whose callback was accepted: names the onComplete job it wrote. */
+    callbackRef: text('callback_ref'),
     result: jsonb('result').$type<StoredResult>(),
     error: jsonb('error').$type<StoredError>(),
     retryCount: integer('retry_count').notNull().default(0),

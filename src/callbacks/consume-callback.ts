@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { type Statement, withLock } from '../db/pipeline.ts';
+import { foldJob, jobStatement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertEvents, lockByCallbackHash } from '../db/task-sql.ts';
-import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
+import { consumeCallback as consumeStatement } from '../db/task-sql.ts';
+import { Queues } from '../jobs/queues.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
@@ -20,7 +21,7 @@ export type CallbackOutcome =
   | { outcome: 'late'; task: TaskRow }
   | { outcome: 'unknown' };
 
-/** How much of a late payload the timeline keeps. */
+/** How much of a late payload the timeline keeps (characters of the stored body). */
 const LATE_PAYLOAD_LIMIT = 64 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -34,50 +35,37 @@ export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'body
   }
 }
 
-type Decision = { statements: Statement[]; done: (results: Record<string, unknown>[][]) => CallbackOutcome };
-const only = (outcome: CallbackOutcome, statements: Statement[] = []): Decision => ({ statements, done: () => outcome });
-
 /**
- * A provider POSTs its result to /v1/callbacks/:token. The task row is locked while deciding, so
- * two deliveries of the same callback cannot both be accepted. The first accepted callback
- * completes the task, consumes the token and enqueues onComplete in one transaction; a repeat
- * of the same body is answered idempotently (providers retry on 4xx), anything else is a conflict.
+ * A provider POSTs its result to /v1/callbacks/:token. One statement locks the task, decides and
+ * writes (see `consumeCallback` in db/task-sql.ts): the first accepted callback completes the
+ * task and consumes the token; a repeat of the same body is answered idempotently (providers
+ * retry on 4xx); a late one is kept on the timeline; anything else is a conflict.
+ *
+ * The onComplete job rides in the same statement, so a completion is never without its webhook.
+ * The statement cannot know beforehand whether it will accept, so the job is written every time
+ * and names the request (token hash and a random ref that only an accepting statement stores):
+ * the delivery handler does nothing unless this very request completed the task. A duplicate or
+ * rejected callback's job thus finds another ref, or none, and ends without sending.
  */
 export async function consumeCallback(relay: Relay, callback: IncomingCallback): Promise<CallbackOutcome> {
   if (!isCallbackTokenShape(callback.token)) return { outcome: 'unknown' };
+  const tokenHash = sha256Hex(callback.token);
   const bodyHash = sha256Hex(callback.body);
-  const size = callback.body.byteLength;
-  return withLock(relay.sql, lockByCallbackHash(sha256Hex(callback.token)), async (rows): Promise<Decision> => {
-    if (!rows[0]) return only({ outcome: 'unknown' });
-    const task = toTaskRow(rows[0]);
-
-    if (task.callbackBodyHash === null && CALLBACK_STATUSES.includes(task.status)) {
-      const since = task.dispatchedAt ?? task.createdAt;
-      const result: StoredResult = {
-        statusCode: 200,
-        headers: callback.contentType ? { 'content-type': callback.contentType } : {},
-        ...storedBody(callback.body),
-        duration: Math.max(0, Date.now() - since.getTime()),
-      };
-      const statements = await finishStatements(relay, task, {
-        to: 'completed',
-        result,
-        error: null,
-        callbackBodyHash: bodyHash,
-        events: [{ type: 'callback.accepted', data: { from: task.status, size } }],
-      });
-      return { statements, done: (results) => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
-    }
-    if (task.callbackBodyHash === bodyHash) {
-      return only({ outcome: 'duplicate', task }, [insertEvents(task.id, [{ type: 'callback.duplicate', data: { size } }])]);
-    }
-    if (task.status === 'timeout' || task.status === 'cancelled') {
-      // Too late to change the outcome, but the result may still matter to the client.
-      const late = storedBody(callback.body.subarray(0, LATE_PAYLOAD_LIMIT));
-      return only({ outcome: 'late', task }, [
-        insertEvents(task.id, [{ type: 'callback.late', data: { status: task.status, size, ...late, truncated: size > LATE_PAYLOAD_LIMIT } }]),
-      ]);
-    }
-    return only({ outcome: 'conflict', task }, [insertEvents(task.id, [{ type: 'callback.rejected', data: { status: task.status, size } }])]);
+  const ref = randomUUID();
+  const stored = storedBody(callback.body);
+  const statement = consumeStatement({
+    tokenHash,
+    bodyHash,
+    contentType: callback.contentType,
+    body: stored.body,
+    bodyEncoding: stored.bodyEncoding,
+    size: callback.body.byteLength,
+    lateLimit: LATE_PAYLOAD_LIMIT,
+    ref,
   });
+  const job = await jobStatement(relay.boss, Queues.notify, { callbackHash: tokenHash, ref, generation: 0, attempt: 1 });
+  const [rows] = await transact(relay.sql, foldJob(statement, job));
+  const row = rows[0];
+  if (!row) return { outcome: 'unknown' };
+  return { outcome: row.outcome as Exclude<CallbackOutcome['outcome'], 'unknown'>, task: toTaskRow(row) };
 }

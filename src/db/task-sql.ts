@@ -196,3 +196,78 @@ export function recordDelivery(args: {
     params: [args.taskId, args.status, args.attempt, args.nextAt?.toISOString() ?? null, args.generation, eventsParam(args.events)],
   };
 }
+
+const CONSUME_CALLBACK = `
+  with found as (
+    select * from tasks where callback_hash = $1 for update
+  ), accepted as (
+    update tasks set
+      status = 'completed',
+      result = jsonb_build_object('statusCode', 200, 'headers', $3::jsonb, 'body', $4::text,
+        'duration', greatest(0, floor(extract(epoch from clock_timestamp() - coalesce(found.dispatched_at, found.created_at)) * 1000))::bigint) || $5::jsonb,
+      error = null,
+      callback_body_hash = $2,
+      callback_ref = $8,
+      completed_at = now(),
+      delivery_status = case when found.on_complete_url is not null then 'pending' end,
+      delivery_attempts = 0,
+      updated_at = now()
+    from found
+    where tasks.id = found.id and found.callback_body_hash is null
+      and found.status in ('pending', 'processing', 'waiting', 'polling')
+    returning tasks.*
+  ), outcome as (
+    select found.id, found.status as prior_status,
+      case
+        when exists (select 1 from accepted) then 'accepted'
+        when found.callback_body_hash = $2 then 'duplicate'
+        when found.status in ('timeout', 'cancelled') then 'late'
+        else 'conflict'
+      end as outcome
+    from found
+  ), events as (
+    insert into task_events (task_id, type, data)
+    select o.id, e.type, e.data from outcome o cross join lateral (
+      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', $6::int) as data where o.outcome = 'accepted'
+      union all select 'status.changed', jsonb_build_object('from', o.prior_status, 'to', 'completed') where o.outcome = 'accepted'
+      union all select 'callback.duplicate', jsonb_build_object('size', $6::int) where o.outcome = 'duplicate'
+      union all select 'callback.late', jsonb_build_object('status', o.prior_status, 'size', $6::int,
+          'body', left($4::text, $7::int), 'truncated', length($4::text) > $7::int) || $5::jsonb where o.outcome = 'late'
+      union all select 'callback.rejected', jsonb_build_object('status', o.prior_status, 'size', $6::int) where o.outcome = 'conflict'
+    ) e
+  )
+  select o.outcome, r.* from outcome o cross join lateral (
+    select * from accepted union all select * from found where not exists (select 1 from accepted)
+  ) r`;
+
+/**
+ * A provider's callback, decided and written in one statement under the row lock: accept it
+ * (complete the task with the body as its result, consume the token), or record it as a
+ * duplicate, a late arrival or a conflict. Returns `outcome` plus the task row as it now is;
+ * no row for an unknown token.
+ */
+export function consumeCallback(args: {
+  tokenHash: string;
+  bodyHash: string;
+  contentType?: string;
+  body: string;
+  bodyEncoding?: 'base64';
+  size: number;
+  lateLimit: number;
+  /** Random id of this request, stored if it is accepted. */
+  ref: string;
+}): Statement {
+  return {
+    text: CONSUME_CALLBACK,
+    params: [
+      args.tokenHash,
+      args.bodyHash,
+      JSON.stringify(args.contentType ? { 'content-type': args.contentType } : {}),
+      args.body,
+      JSON.stringify(args.bodyEncoding ? { bodyEncoding: args.bodyEncoding } : {}),
+      args.size,
+      args.lateLimit,
+      args.ref,
+    ],
+  };
+}

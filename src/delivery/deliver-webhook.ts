@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { foldJob, jobStatement, type Statement, withLock } from '../db/pipeline.ts';
+import { foldJob, jobStatement, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById, recordDelivery } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
@@ -47,9 +47,10 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void
     .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
     .from(tasks)
     .innerJoin(projects, eq(projects.id, tasks.projectId))
-    .where(eq(tasks.id, job.taskId));
+    .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
   const task = found?.task;
   if (!task?.onCompleteUrl || task.deliveryStatus !== 'pending') return;
+  if ('ref' in job && task.callbackRef !== job.ref) return;
   if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return;
   const secret = relay.keyring.open(found.secretSealed);
 
@@ -90,16 +91,21 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void
     ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
+  const record = recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents });
+  if (!nextAt) {
+    // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole write.
+    await transact(relay.sql, [record]);
+    return;
+  }
+  // A retry follows: lock first, so the next attempt's job exists only if this attempt was ours
+  // (a replayed job after a crash, or one of an older round, must not start a second chain).
   await withLock(relay.sql, lockById(task.id), async (rows) => {
     const current = rows[0] ? toTaskRow(rows[0]) : undefined;
     // A replayed job (crash after the HTTP call) or one of an older round records nothing.
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
-    const record = recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents });
-    const statements: Statement[] = nextAt
-      ? foldJob(record, await jobStatement(relay.boss, Queues.notify, { ...job, attempt: job.attempt + 1 }, { startAfter: nextAt }))
-      : [record];
-    return { statements, done: () => undefined };
+    const next = await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
+    return { statements: foldJob(record, next), done: () => undefined };
   });
 }

@@ -16,14 +16,19 @@ export type QueueName = (typeof Queues)[keyof typeof Queues];
 export interface TaskJob {
   taskId: string;
 }
-export interface NotifyJob {
-  taskId: string;
+export type NotifyJob = {
   /** Delivery round (bumped by redeliver); a job of an older round does nothing. */
   generation: number;
   /** 1-based attempt number within the round. */
   attempt: number;
-}
-
+} & (
+  | { taskId: string }
+  /**
+   * Written by a callback before it knows whether it will be accepted (or which task it is for):
+   * the job acts only if the task behind this token was completed by the request named `ref`.
+   */
+  | { callbackHash: string; ref: string }
+);
 /**
  * Queue options. pg-boss job retries are only for crashes and database trouble (a handler that
  * throws, a worker that died holding the job): the relay's own retry schedules are delayed jobs.
