@@ -21,7 +21,7 @@ export interface StartOptions {
   worker?: WorkerOptions;
   /** Where the one-time bootstrap secrets are printed (stdout by default). */
   announce?: (line: string) => void;
-  /** postgres.js pool size (default 40; tests use less, several relays share one server). */
+  /** postgres.js pool size (default 32; tests use less, several relays share one server). */
   poolSize?: number;
   /** pg-boss supervision interval (expired and heartbeat-lapsed jobs), seconds. */
   superviseIntervalSeconds?: number;
@@ -56,7 +56,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     const keyring = createKeyring(config.encryptionKeys ?? loadOrCreateKeyFile(config.dataDir));
     await migrateDatabase(databaseUrl);
 
-    const database = createDatabase(databaseUrl, { max: options.poolSize ?? 40 });
+    const database = createDatabase(databaseUrl, { max: options.poolSize ?? 32 });
     cleanups.unshift(() => database.close());
     // Closed after pg-boss has drained the jobs that use it.
     const outbound = createOutbound({ allowedNetworks: config.allowedNetworks });
