@@ -1,5 +1,6 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
+import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { ZodError } from 'zod';
 import type { Relay } from './context.ts';
@@ -10,6 +11,9 @@ import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
+
+/** Largest accepted POST /v1/tasks body. */
+export const TASK_BODY_LIMIT = 2 * 1024 * 1024;
 
 export interface AppDeps {
   relay: Relay;
@@ -32,6 +36,14 @@ export function createApp({ relay, keys, readiness }: AppDeps) {
     },
   });
   app.use(requestId());
+  // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
+  app.on('POST', '/v1/tasks', bodyLimit({
+    maxSize: TASK_BODY_LIMIT,
+    onError: (c) => {
+      c.header('connection', 'close'); // the rest of the body is never read
+      return problem(c, 413, 'payload_too_large', `Request body exceeds ${TASK_BODY_LIMIT} bytes`);
+    },
+  }));
   app.use('/v1/tasks', requireApiKey(keys));
   app.use('/v1/tasks/*', requireApiKey(keys));
 

@@ -26,13 +26,16 @@ const LATE_PAYLOAD_LIMIT = 64 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** A callback body as stored in `result.body`: text as is, binary as base64. */
+/**
+ * A callback body as stored in `result.body`: text as is, anything else as base64 — binary, and
+ * also text holding NUL, which PostgreSQL cannot store in a json string.
+ */
 export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'bodyEncoding'> {
   try {
-    return { body: utf8.decode(bytes) };
-  } catch {
-    return { body: Buffer.from(bytes).toString('base64'), bodyEncoding: 'base64' };
-  }
+    const text = utf8.decode(bytes);
+    if (!text.includes('\0')) return { body: text };
+  } catch {}
+  return { body: Buffer.from(bytes).toString('base64'), bodyEncoding: 'base64' };
 }
 
 /**

@@ -157,10 +157,11 @@ export const TaskEvent = z
 export const SignalInput = z
   .strictObject({
     status: z.enum(['completed', 'failed']),
-    result: z.unknown().optional(),
-    error: z
-      .union([z.string().max(4096), z.object({ code: z.string().max(128).optional(), message: z.string().max(4096) })])
+    result: z
+      .unknown()
+      .refine((r) => typeof r !== 'string' || isStorableText(r), { message: 'must not contain NUL or unpaired surrogates' })
       .optional(),
+    error: z.union([StorableText(4096), z.object({ code: StorableText(128).optional(), message: StorableText(4096) })]).optional(),
   })
   .openapi('SignalInput');
 export type SignalInput = z.infer<typeof SignalInput>;

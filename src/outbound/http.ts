@@ -23,7 +23,7 @@ export interface CapturedResponse {
   /** Lower-case names; repeated headers joined by ", ". */
   headers: Record<string, string>;
   body: string;
-  /** Set when the body is not valid UTF-8: `body` is then base64. */
+  /** Set when the body is not valid UTF-8 (or holds NUL): `body` is then base64. */
   bodyEncoding?: 'base64';
   truncated?: boolean;
   /** Milliseconds from the start of the call to the end of the body. */
@@ -165,6 +165,8 @@ async function capture(res: Dispatcher.ResponseData, maxBytes: number): Promise<
   for (let cut = 0; cut <= (truncated ? Math.min(3, raw.length) : 0); cut++) {
     try {
       const body = utf8.decode(raw.subarray(0, raw.length - cut));
+      // Text holding NUL cannot be stored in a PostgreSQL json string: it goes as base64 too.
+      if (body.includes('\0')) break;
       return { statusCode: res.statusCode, headers, body, ...(truncated && { truncated }) };
     } catch { /* not UTF-8 at this cut */ }
   }

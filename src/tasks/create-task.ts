@@ -21,6 +21,15 @@ export type CreateTaskOutcome =
   | { outcome: 'created'; task: TaskRow; token?: string }
   | { outcome: 'replayed'; task: TaskRow };
 
+/** JSON with object keys sorted at every depth: the same request always has the same fingerprint. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
 /** The INSERT found no active key (revoked after the auth check): the caller is not authorised. */
 function keyRevokedMeanwhile(error: unknown): AppError | undefined {
   return pgErrorCode(error) === '23502' ? new AppError('unauthorized', 401, 'Missing or invalid API key') : undefined;
@@ -60,7 +69,7 @@ export async function createTask(
   const token = waits ? mintCallbackToken() : undefined;
   const delayUntil = input.delayUntil ? new Date(input.delayUntil) : undefined;
   const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
-  const fingerprint = idempotencyKey ? sha256Hex(JSON.stringify(input)) : undefined;
+  const fingerprint = idempotencyKey ? sha256Hex(canonicalJson(input)) : undefined;
 
   const values = {
     id: uuidv7(),

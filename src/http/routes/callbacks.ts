@@ -12,7 +12,8 @@ import { Problem, SignalInput, TaskEnvelope } from '../schemas.ts';
 export const CALLBACK_BODY_LIMIT = 1024 * 1024;
 
 const problemOf = (description: string) => ({ description, content: { 'application/problem+json': { schema: Problem } } });
-const TokenParam = (name: string) => z.object({ [name]: z.string().max(256).openapi({ param: { name, in: 'path' } }) });
+// No length rule here: anything that is not a 64-hex token is answered 404 like an unknown one.
+const TokenParam = (name: string) => z.object({ [name]: z.string().openapi({ param: { name, in: 'path' } }) });
 
 const callbackRoute = createRoute({
   method: 'post',

@@ -10,6 +10,7 @@ import { isTerminal } from '../../tasks/finish-task.ts';
 import { getTask } from '../../tasks/get-task.ts';
 import { listTasks } from '../../tasks/list-tasks.ts';
 import { waitForStatusChange } from '../../tasks/wait-for-change.ts';
+import { openRequest } from '../../tasks/sealed-request.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
 import type { AuthEnv } from '../auth.ts';
@@ -123,14 +124,13 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
     const idempotencyKey = c.req.valid('header')['idempotency-key'];
     const created = await createTask(relay, { projectId: c.get('projectId'), keyHash: c.get('keyHash') }, input, idempotencyKey);
     const view = toTaskView(created.task, relay.keyring);
-    if (created.outcome === 'replayed') return c.json({ task: view }, 200);
-    const token = created.token;
-    return c.json(
-      token
-        ? { task: { ...view, callbackId: token }, callbackUrl: callbackUrlFor(relay.publicUrl, token), signalToken: token }
-        : { task: view },
-      201,
-    );
+    // A replay answers what the first request was answered, token included: a client that lost
+    // that answer must still be able to hand the callback URL on or signal the task.
+    const token = created.outcome === 'created' ? created.token : openRequest(relay.keyring, created.task.requestSealed).token;
+    const answer = token
+      ? { task: { ...view, callbackId: token }, callbackUrl: callbackUrlFor(relay.publicUrl, token), signalToken: token }
+      : { task: view };
+    return c.json(answer, created.outcome === 'created' ? 201 : 200);
   });
 
   app.openapi(getTaskRoute, async (c) => {
@@ -158,7 +158,13 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
     return c.json(
       {
         tasks: page.rows.map((row) => toTaskView(row, relay.keyring)),
-        pagination: { limit: query.limit, hasMore: page.hasMore, nextCursor: page.nextCursor, ...(query.offset !== undefined ? { offset: query.offset } : {}) },
+        pagination: {
+          limit: query.limit,
+          hasMore: page.hasMore,
+          nextCursor: page.nextCursor,
+          // A cursor wins over an offset; the offset is echoed only when it was used.
+          ...(query.offset !== undefined && !query.cursor ? { offset: query.offset } : {}),
+        },
       },
       200,
     );
