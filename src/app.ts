@@ -8,6 +8,7 @@ import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
+import { registerDocsRoute } from './http/routes/docs.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
@@ -48,6 +49,7 @@ export function createApp({ relay, keys, readiness }: AppDeps) {
   app.use('/v1/tasks/*', requireApiKey(keys));
 
   registerSystemRoutes(app, readiness);
+  registerDocsRoute(app);
   registerTaskRoutes(app, relay);
   registerCallbackRoutes(app, relay);
 
