@@ -211,7 +211,7 @@ function isAlive(pid: number): boolean {
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
 /** A port the kernel just handed out; the tiny race until postgres binds it is retried above. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
+import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/context.ts';
 import { type RunningRelay, startRelay } from '../../src/main.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export { freePort };
 
 /** Fast schedules so retries and redeliveries happen within a test's patience. */
 export const FAST_TIMINGS: Timings = {
@@ -12,17 +14,6 @@ export const FAST_TIMINGS: Timings = {
   deliveryTimeoutMs: 2_000,
   backoffScale: 0.1,
 };
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface TestRelay {
   running: RunningRelay;
