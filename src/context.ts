@@ -2,6 +2,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type postgres from 'postgres';
 import type { Db } from './db/client.ts';
+import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { Keyring } from './secrets/keyring.ts';
 
@@ -19,6 +20,8 @@ export interface Relay {
   /** Base of minted callback URLs, without a trailing slash. */
   publicUrl: string;
   timings: Timings;
+  /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
+  deliverPromptly: (job: NotifyJob) => void;
 }
 
 /** Durations that production fixes and tests shorten. */
@@ -29,10 +32,16 @@ export interface Timings {
   deliveryTimeoutMs: number;
   /** Multiplier of the target retry backoff (1 in production: 1, 2, 4 … s). */
   backoffScale: number;
+  /**
+   * Delay of the queued first onComplete attempt behind a prompt delivery (delivery/prompt-delivery.ts):
+   * it only acts if the prompt attempt never ran, so it must exceed one attempt's timeout.
+   */
+  promptFallbackSeconds: number;
 }
 
 export const PRODUCTION_TIMINGS: Timings = {
   deliveryRetrySeconds: [5, 300, 1800, 7200, 18_000, 36_000, 36_000],
   deliveryTimeoutMs: 15_000,
   backoffScale: 1,
+  promptFallbackSeconds: 30,
 };

@@ -8,6 +8,7 @@ import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
 import { createDatabase } from './db/client.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { createPromptDelivery } from './delivery/prompt-delivery.ts';
 import { createQueues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
@@ -86,7 +87,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);
     if (boot.createdSecret) announce(`asyncrelay: webhook signing secret of the default project (shown once): ${boot.createdSecret}`);
 
-    const relay: Relay = {
+    const base = {
       db: database.db,
       sql: database.sql,
       boss,
@@ -96,6 +97,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       publicUrl: config.publicUrl,
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
     };
+    const relay: Relay = { ...base, deliverPromptly: createPromptDelivery(base) };
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;

@@ -4,7 +4,7 @@ import type { Relay } from '../context.ts';
 import { foldJob, jobStatement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { consumeCallback as consumeStatement } from '../db/task-sql.ts';
-import { Queues } from '../jobs/queues.ts';
+import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
@@ -44,7 +44,9 @@ export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'body
  * task and consumes the token; a repeat of the same body is answered idempotently (providers
  * retry on 4xx); a late one is kept on the timeline; anything else is a conflict.
  *
- * The onComplete job rides in the same statement, so a completion is never without its webhook.
+ * The onComplete job rides in the same statement, so a completion is never without its webhook;
+ * the first attempt is then made at once by this process (delivery/prompt-delivery.ts), and the
+ * job, delayed, stands behind it in case this process dies first.
  * The statement cannot know beforehand whether it will accept, so the job is written every time
  * and names the request (token hash and a random ref that only an accepting statement stores):
  * the delivery handler does nothing unless this very request completed the task. A duplicate or
@@ -66,9 +68,13 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
     lateLimit: LATE_PAYLOAD_LIMIT,
     ref,
   });
-  const job = await jobStatement(relay.boss, Queues.notify, { callbackHash: tokenHash, ref, generation: 0, attempt: 1 });
+  const notify: NotifyJob = { callbackHash: tokenHash, ref, generation: 0, attempt: 1 };
+  // Delayed: the attempt is made at once by deliverPromptly below; the job only backs it up.
+  const job = await jobStatement(relay.boss, Queues.notify, notify, { startAfter: relay.timings.promptFallbackSeconds });
   const [rows] = await transact(relay.sql, foldJob(statement, job));
   const row = rows[0];
   if (!row) return { outcome: 'unknown' };
-  return { outcome: row.outcome as Exclude<CallbackOutcome['outcome'], 'unknown'>, task: toTaskRow(row) };
+  const outcome = { outcome: row.outcome as Exclude<CallbackOutcome['outcome'], 'unknown'>, task: toTaskRow(row) };
+  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notify);
+  return outcome;
 }

@@ -13,6 +13,7 @@ export const FAST_TIMINGS: Timings = {
   deliveryRetrySeconds: [0.2, 0.4, 0.6],
   deliveryTimeoutMs: 2_000,
   backoffScale: 0.1,
+  promptFallbackSeconds: 3,
 };
 
 export interface TestRelay {
