@@ -235,10 +235,10 @@ const CONSUME_CALLBACK = `
           'body', left($4::text, $7::int), 'truncated', length($4::text) > $7::int) || $5::jsonb where o.outcome = 'late'
       union all select 'callback.rejected', jsonb_build_object('status', o.prior_status, 'size', $6::int) where o.outcome = 'conflict'
     ) e
-  )
-  select o.outcome, r.* from outcome o cross join lateral (
+  ), result as (
     select * from accepted union all select * from found where not exists (select 1 from accepted)
-  ) r`;
+  )
+  select o.outcome, r.* from outcome o, result r`;
 
 /**
  * A provider's callback, decided and written in one statement under the row lock: accept it

@@ -1,0 +1,46 @@
+/**
+ * The hot paths rely on folding pg-boss's job INSERT into our own statement (db/pipeline.ts).
+ * foldJob falls back to a two-statement transaction when a shape does not match, which is
+ * correct but slower: these tests notice a silent fallback (a pg-boss upgrade, an edited query).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { foldJob, jobStatement, transact } from '../../src/db/pipeline.ts';
+import { consumeCallback, insertTask, recordDelivery, transition } from '../../src/db/task-sql.ts';
+import { Queues } from '../../src/jobs/queues.ts';
+import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
+
+let relay: TestRelay;
+before(async () => {
+  relay = await startTestRelay({ env: { RELAY_ROLE: 'api' } }); // no worker: the jobs stay queued
+});
+after(async () => {
+  await relay.stop();
+});
+
+const job = () => jobStatement(relay.running.relay.boss, Queues.notify, { taskId: '00000000-0000-7000-8000-000000000000', generation: 0, attempt: 1 });
+const statements = {
+  insertTask: () => insertTask('h', { id: '00000000-0000-7000-8000-000000000000' } as never, []),
+  transition: () => transition({ taskId: 'x', from: ['waiting'], to: 'completed' }),
+  consumeCallback: () => consumeCallback({ tokenHash: 't', bodyHash: 'b', body: '', size: 0, lateLimit: 1, ref: 'r' }),
+  recordDelivery: () => recordDelivery({ taskId: 'x', status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] }),
+};
+
+for (const [name, build] of Object.entries(statements)) {
+  test(`${name} folds a pg-boss job into one statement`, async () => {
+    const folded = foldJob(build(), await job());
+    assert.equal(folded.length, 1, 'fell back to two statements');
+    assert.match(folded[0].text, /^WITH ins AS/);
+  });
+}
+
+test('a folded statement writes the job and NOTIFYs only with the row it belongs to', async () => {
+  const { sql } = relay.running.relay;
+  const [before] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify'`;
+  // A transition of a task that does not exist: the job is still written (data-modifying CTEs
+  // always run), which is why every job handler checks the task before acting.
+  const [rows] = await transact(sql, foldJob(transition({ taskId: '00000000-0000-7000-8000-000000000001', from: ['waiting'], to: 'completed' }), await job()));
+  assert.equal(rows.length, 0);
+  const [afterCount] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify'`;
+  assert.equal(afterCount.n, before.n + 1);
+});
