@@ -1,7 +1,9 @@
 /**
- * A fresh, throw-away database for one bench run: `relay_bench_<random>` on the
+ * Throw-away databases for one bench run: each is `relay_bench_<random>` on the
  * server of DATABASE_URL when it is set, otherwise on an embedded PostgreSQL in a
  * temporary directory (the same path the relay itself takes when unconfigured).
+ * A run creates two on the same server: one for the floor and the lifecycle
+ * phase, one for the create phase alone.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,72 +13,101 @@ import postgres from 'postgres';
 import { log } from './children.ts';
 
 export interface BenchDatabase {
+  name: string;
   url: string;
+  /** drops the database (ending any session left on it); safe to call more than once */
+  drop: () => Promise<void>;
+}
+
+export interface BenchServer {
   kind: 'external' | 'embedded';
-  /** drops the database (and stops the embedded server); safe to call once */
+  /** creates a fresh, empty `relay_bench_<random>` */
+  createDatabase: () => Promise<BenchDatabase>;
+  /** drops every database not dropped yet, then lets go of the server (stops the embedded one) */
   close: () => Promise<void>;
 }
 
-/** Creates `relay_bench_<random>` through an admin connection to `serverUrl`. */
-async function createDatabase(serverUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `relay_bench_${randomBytes(6).toString('hex')}`;
+/** Databases on the server behind `serverUrl`, through one admin connection. */
+function databasesOn(serverUrl: string) {
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`create database "${name}"`);
-  } catch (err) {
-    await admin.end({ timeout: 5 });
-    throw new Error(`cannot create the bench database on ${redact(serverUrl)}: ${(err as Error).message}`);
+  const open = new Set<BenchDatabase>();
+
+  async function createDatabase(): Promise<BenchDatabase> {
+    const name = `relay_bench_${randomBytes(6).toString('hex')}`;
+    try {
+      await admin.unsafe(`create database "${name}"`);
+    } catch (err) {
+      throw new Error(`cannot create the bench database on ${redact(serverUrl)}: ${(err as Error).message}`);
+    }
+    const url = new URL(serverUrl);
+    url.pathname = `/${name}`;
+    log(`database ${name} created`);
+    let dropped: Promise<void> | undefined;
+    const db: BenchDatabase = {
+      name,
+      url: url.toString(),
+      drop: () =>
+        (dropped ??= (async () => {
+          // WITH (FORCE) ends sessions a killed relay may have left behind (PostgreSQL ≥ 13).
+          await admin.unsafe(`drop database if exists "${name}" with (force)`);
+          open.delete(db);
+          log(`database ${name} dropped`);
+        })().catch((err: unknown) => {
+          dropped = undefined; // let the final cleanup try again
+          throw err;
+        })),
+    };
+    open.add(db);
+    return db;
   }
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  log(`database ${name} created`);
-  return {
-    url: url.toString(),
-    drop: async () => {
-      try {
-        // WITH (FORCE) ends sessions a killed relay may have left behind (PostgreSQL ≥ 13).
-        await admin.unsafe(`drop database if exists "${name}" with (force)`);
-        log(`database ${name} dropped`);
-      } finally {
-        await admin.end({ timeout: 5 });
+
+  async function dropAll(): Promise<void> {
+    try {
+      for (const db of [...open]) {
+        try {
+          await db.drop();
+        } catch (err) {
+          log(`cannot drop database ${db.name}: ${(err as Error).message}`);
+        }
       }
-    },
-  };
+    } finally {
+      await admin.end({ timeout: 5 });
+    }
+  }
+
+  return { createDatabase, dropAll };
 }
 
-export async function openBenchDatabase(): Promise<BenchDatabase> {
+export async function openBenchServer(): Promise<BenchServer> {
   const external = process.env.DATABASE_URL;
   if (external) {
-    const db = await createDatabase(external);
-    return { url: db.url, kind: 'external', close: db.drop };
+    const server = databasesOn(external);
+    return { kind: 'external', createDatabase: server.createDatabase, close: server.dropAll };
   }
   // Loaded only here, so a run against DATABASE_URL does not depend on the embedded module.
   const { startEmbeddedPostgres } = await import('../src/db/embedded.ts');
   const dataDir = await mkdtemp(join(tmpdir(), 'relay-bench-pg-'));
   log(`DATABASE_URL unset: starting embedded PostgreSQL in ${dataDir}`);
-  let stopServer = async () => {};
   try {
     // PostgreSQL's routine LOG lines (checkpoints…) would only bury the bench's progress.
     const pgLog = (line: string) => {
       if (/error|fatal|panic|warning|ready|initialising/i.test(line)) log('[embedded-pg]', line);
     };
-    const server = await startEmbeddedPostgres({ dataDir, log: pgLog });
-    stopServer = () => server.stop();
-    const db = await createDatabase(server.url);
+    const pg = await startEmbeddedPostgres({ dataDir, log: pgLog });
+    const server = databasesOn(pg.url);
     return {
-      url: db.url,
       kind: 'embedded',
+      createDatabase: server.createDatabase,
       close: async () => {
         try {
-          await db.drop();
+          await server.dropAll();
         } finally {
-          await server.stop();
+          await pg.stop();
           await rm(dataDir, { recursive: true, force: true });
         }
       },
     };
   } catch (err) {
-    await stopServer().catch(() => {});
     await rm(dataDir, { recursive: true, force: true });
     throw err;
   }

@@ -20,8 +20,10 @@ export interface BenchOptions {
 
 export const usage = `usage: npm run bench -- [--tasks 3000] [--concurrency 64] [--delay-ms 200]
        [--warmup 200] [--drain-s 60] [--phase-timeout-s 600] [--floor-only]
+Phases: floor, create (relay RELAY_ROLE=api), lifecycle (whole relay); see bench/run.ts.
 Prints one JSON line of figures on stdout; progress goes to stderr.
-Uses DATABASE_URL's server (a fresh relay_bench_<random> database) or an embedded PostgreSQL.`;
+Uses DATABASE_URL's server (two fresh relay_bench_<random> databases, dropped at the end)
+or an embedded PostgreSQL.`;
 
 function int(name: string, raw: string, min: number, max: number): number {
   const value = Number(raw);

@@ -1,7 +1,11 @@
 /**
- * The two measured phases. Both drive their server with the same loader, the same
- * concurrency and the same request bodies; only the relay phase then waits for the
- * lifecycle (dispatch → provider callback → onComplete webhook) to finish.
+ * The three measured phases (see bench/run.ts for their order). All drive their
+ * server with the same loader, warm-up, count, concurrency and request bodies:
+ * - floor: the bare hono + one INSERT server;
+ * - create: the relay with RELAY_ROLE=api on a database of its own, so that only
+ *   its HTTP API and its inserts run, as in the floor;
+ * - lifecycle: the whole relay, which then also dispatches, takes the provider's
+ *   callbacks and delivers the webhooks; the phase waits for those to finish.
  */
 import { join } from 'node:path';
 import { forkReady, log, now, onCleanup, reply, sleep, stop } from './children.ts';
@@ -91,7 +95,13 @@ async function waitForDeliveries(fakes: Fakes, key: 'delivered' | 'deliveredWarm
   }
 }
 
-export async function measureRelay(
+/**
+ * The relay's create path alone: `RELAY_ROLE=api` runs no worker, so each create is
+ * its HTTP handling plus the insert of the task and its pg-boss job, and nothing
+ * else competes for the CPU or the database. `databaseUrl` must be a database of
+ * its own: the jobs it leaves behind must never reach a worker.
+ */
+export async function measureCreate(
   root: string,
   databaseUrl: string,
   opts: BenchOptions,
@@ -99,7 +109,39 @@ export async function measureRelay(
   keys: RelayKeys,
   fakes: Fakes,
 ) {
-  const relay = await startRelay(root, databaseUrl, keys);
+  const relay = await startRelay(root, databaseUrl, keys, 'api');
+  const loader = createLoader({
+    origin: relay.origin,
+    concurrency: opts.concurrency,
+    headers: { 'x-api-key': keys.apiKey },
+    body,
+  });
+  try {
+    const phase = await drive('create', loader, opts, async () => {});
+    const rssMaxMb = relay.rssMaxMb();
+    const relayExit = await relay.stop();
+    if (relayExit !== 0) log(`create: relay exited with ${relayExit} after SIGTERM\n${relay.tail()}`);
+    // An api-only relay must not have called the provider; if it did, the lifecycle
+    // figures (keyed by the same n) would mix both phases.
+    const submits = (await fakes.report()).submits.length;
+    if (submits > 0) log(`create: WARNING the api-only relay dispatched ${submits} tasks to the fake provider`);
+    return { phase, rssMaxMb, relayExit };
+  } finally {
+    await loader.close();
+    await relay.stop();
+  }
+}
+
+/** The whole relay (RELAY_ROLE unset = all): creates, then every lifecycle to its webhook. */
+export async function measureLifecycle(
+  root: string,
+  databaseUrl: string,
+  opts: BenchOptions,
+  body: (n: number) => string,
+  keys: RelayKeys,
+  fakes: Fakes,
+) {
+  const relay = await startRelay(root, databaseUrl, keys, 'all');
   const loader = createLoader({
     origin: relay.origin,
     concurrency: opts.concurrency,
@@ -108,16 +150,16 @@ export async function measureRelay(
   });
   try {
     // Let warm-up lifecycles finish so their dispatches and webhooks do not load the measured phase.
-    const phase = await drive('relay', loader, opts, async (ok) => {
+    const phase = await drive('lifecycle', loader, opts, async (ok) => {
       await waitForDeliveries(fakes, 'deliveredWarmup', ok, opts.drainS * 1000);
     });
     const created = phase.samples.filter((s) => s.status === 201).length;
     const drain = await waitForDeliveries(fakes, 'delivered', created, opts.drainS * 1000);
-    log(`relay: ${drain.got}/${created} webhooks arrived, ${Math.round(drain.waitedMs)} ms after the last create`);
+    log(`lifecycle: ${drain.got}/${created} webhooks arrived, ${Math.round(drain.waitedMs)} ms after the last create`);
     const report = await fakes.report();
     const rssMaxMb = relay.rssMaxMb();
     const relayExit = await relay.stop();
-    if (relayExit !== 0) log(`relay exited with ${relayExit} after SIGTERM\n${relay.tail()}`);
+    if (relayExit !== 0) log(`lifecycle: relay exited with ${relayExit} after SIGTERM\n${relay.tail()}`);
     return { phase, report, rssMaxMb, relayExit, drainMs: drain.waitedMs };
   } finally {
     await loader.close();

@@ -1,6 +1,8 @@
 /**
  * The relay under test: `node src/cli.ts serve` as a child process with a fresh
- * key set, its resident memory sampled from /proc while it runs.
+ * key set, its resident memory sampled from /proc while it runs. Started either
+ * with `RELAY_ROLE=api` (HTTP only, no workers: the create phase) or with
+ * RELAY_ROLE unset, i.e. `all` (the lifecycle phase).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -53,7 +55,10 @@ export function assertRelayPresent(root: string): void {
   if (!existsSync(cli)) throw new Error(`the relay is not runnable: ${cli} does not exist`);
 }
 
-export async function startRelay(root: string, databaseUrl: string, keys: RelayKeys): Promise<Relay> {
+/** `api` serves HTTP only (creates write the task and its pg-boss job, nothing runs them); `all` is HTTP and workers. */
+export type RelayRole = 'api' | 'all';
+
+export async function startRelay(root: string, databaseUrl: string, keys: RelayKeys, role: RelayRole): Promise<Relay> {
   assertRelayPresent(root);
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
@@ -73,9 +78,11 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
       RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
       LOG_LEVEL: 'warn',
+      // `all` is the relay's default: leave RELAY_ROLE unset, as a plain `npm start` does.
+      ...(role === 'api' ? { RELAY_ROLE: 'api' } : {}),
     },
   });
-  const { tail } = track(child, 'relay');
+  const { tail } = track(child, `relay ${role}`);
   const spawned = new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', reject);
@@ -113,7 +120,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
     }
     await sleep(50);
   }
-  log(`relay ready on ${origin} (pid ${pid}), start-up RSS ${Math.round(treeRssKb(pid) / 1024)} MB`);
+  log(`relay (role ${role}) ready on ${origin} (pid ${pid}), start-up RSS ${Math.round(treeRssKb(pid) / 1024)} MB`);
   return {
     origin,
     rssMaxMb: () => Math.round((Math.max(maxKb, treeRssKb(pid)) / 1024) * 10) / 10,

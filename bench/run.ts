@@ -1,20 +1,32 @@
 /**
- * `npm run bench` — DESIGN §9. In one run on one machine: a fresh database, the
- * floor (bare hono + one INSERT), the relay, a fake provider and an onComplete
- * receiver (one child process), and this process as the load generator.
- * Prints exactly one JSON line of figures on stdout; progress goes to stderr.
+ * `npm run bench` — DESIGN §9. In one run on one machine: the floor (bare hono + one
+ * INSERT), the relay, a fake provider and an onComplete receiver (one child process),
+ * and this process as the load generator. Prints exactly one JSON line of figures on
+ * stdout; progress goes to stderr.
  *
- * Order: fakes up → floor measured and stopped → relay started, warmed up, measured,
- * drained, stopped → database dropped. Nothing runs concurrently with the floor, and
- * the relay's create phase runs with its own dispatch/callback/delivery work going on,
- * which is what a real deployment sees.
+ * Phases, one after the other (nothing else measured runs during any of them):
+ *   1. fakes up (provider + receiver) and a fresh database A;
+ *   2. floor: the floor server on A, warm-up, measured creates → floorRps/P50/P99; stopped;
+ *   3. create: the relay with RELAY_ROLE=api on a fresh database B of its own, the same
+ *      warm-up, count, concurrency and bodies → createRps/P50/P99 and
+ *      ratio = createRps / floorRps; stopped, B dropped;
+ *   4. lifecycle: the whole relay (RELAY_ROLE unset = all) on A, the same creates, then
+ *      every dispatch → provider callback → onComplete webhook → lifecycleTps, latencies,
+ *      lost, rssMaxMb, and lifecycleCreateRps/P99 (creates under full load, for
+ *      information); stopped, A dropped.
+ * Why createRps is measured API-only: the floor is an HTTP API doing one insert with
+ * nothing else running, so ratio compares like with like only if the relay's figure is
+ * also just its API and its inserts (task + pg-boss job). A relay that also dispatches,
+ * takes callbacks and delivers webhooks for the tasks being created shares the CPU
+ * and the database with that work; that figure is lifecycleCreateRps. Database B is
+ * separate because the jobs the api-only relay leaves must never reach a worker.
  */
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { log, onCleanup, runCleanups } from './children.ts';
-import { openBenchDatabase } from './database.ts';
+import { openBenchServer } from './database.ts';
 import { parseOptions, usage, type BenchOptions } from './options.ts';
-import { measureFloor, measureRelay, startFakes } from './phases.ts';
+import { measureCreate, measureFloor, measureLifecycle, startFakes } from './phases.ts';
 import { assertRelayPresent, generateKeys } from './relay.ts';
 import { round, summarizeCreates, summarizeLifecycle } from './stats.ts';
 
@@ -22,9 +34,21 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
   if (!opts.floorOnly) assertRelayPresent(root);
+  const phases = [
+    'fakes up, database A',
+    'floor (bare hono + INSERT, database A)',
+    ...(opts.floorOnly
+      ? []
+      : ['create (relay RELAY_ROLE=api, database B, then dropped)', 'lifecycle (relay RELAY_ROLE=all, database A)']),
+  ];
+  log(`phases: ${phases.map((p, i) => `${i + 1}. ${p}`).join(' → ')}`);
+  const phase = (i: number) => log(`— phase ${i}/${phases.length}: ${phases[i - 1]}`);
+
+  phase(1);
   const keys = generateKeys();
-  const db = await openBenchDatabase();
-  onCleanup(db.close);
+  const server = await openBenchServer();
+  onCleanup(server.close);
+  const db = await server.createDatabase();
   const fakes = await startFakes(root, opts.delayMs, keys.webhookSecret);
   log(`fakes: provider on ${fakes.providerPort}, receiver on ${fakes.receiverPort}`);
 
@@ -41,6 +65,7 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     });
 
   const params = { tasks: opts.tasks, concurrency: opts.concurrency, delayMs: opts.delayMs, warmup: opts.warmup };
+  phase(2);
   const floorPhase = await measureFloor(root, db.url, opts, body);
   const floor = summarizeCreates(floorPhase.samples, floorPhase.startedAt, floorPhase.finishedAt);
   const floorFigures = {
@@ -49,10 +74,17 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     floorP99Ms: floor.p99Ms,
     floorErrors: floor.errors + floorPhase.notSent,
   };
-  if (opts.floorOnly) return { ...params, ...floorFigures, database: db.kind };
+  if (opts.floorOnly) return { ...params, ...floorFigures, database: server.kind };
 
-  const relay = await measureRelay(root, db.url, opts, body, keys, fakes);
-  const create = summarizeCreates(relay.phase.samples, relay.phase.startedAt, relay.phase.finishedAt);
+  phase(3);
+  const createDb = await server.createDatabase();
+  const createRun = await measureCreate(root, createDb.url, opts, body, keys, fakes);
+  await createDb.drop();
+  const create = summarizeCreates(createRun.phase.samples, createRun.phase.startedAt, createRun.phase.finishedAt);
+
+  phase(4);
+  const relay = await measureLifecycle(root, db.url, opts, body, keys, fakes);
+  const lifeCreate = summarizeCreates(relay.phase.samples, relay.phase.startedAt, relay.phase.finishedAt);
   const life = summarizeLifecycle(relay.phase.samples, {
     submitAt: new Map(relay.report.submits),
     callbackSentAt: new Map(relay.report.callbacks),
@@ -74,7 +106,11 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     ...floorFigures,
     ratio: create.okRps && floor.okRps ? round(create.okRps / floor.okRps, 3) : null,
     lost: life.lost,
-    createErrors: create.errors + relay.phase.notSent,
+    lifecycleCreateRps: lifeCreate.okRps,
+    lifecycleCreateP50Ms: lifeCreate.p50Ms,
+    lifecycleCreateP99Ms: lifeCreate.p99Ms,
+    createErrors: create.errors + createRun.phase.notSent,
+    lifecycleCreateErrors: lifeCreate.errors + relay.phase.notSent,
     badSignatures: c.badSignatures,
     duplicates: c.duplicates,
     delivered: life.delivered,
@@ -87,10 +123,13 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     callbacksGivenUp: c.callbacksGivenUp,
     taskIdMismatches: life.idMismatches,
     createSeconds: create.seconds,
+    lifecycleCreateSeconds: lifeCreate.seconds,
     floorSeconds: floor.seconds,
     drainMs: Math.round(relay.drainMs),
+    createRssMaxMb: createRun.rssMaxMb,
+    createRelayExit: createRun.relayExit,
     relayExit: relay.relayExit,
-    database: db.kind,
+    database: server.kind,
     node: process.version,
     cpus: availableParallelism(),
   };
@@ -110,7 +149,7 @@ if (!opts) {
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    log(`${signal}: stopping children and dropping the database`);
+    log(`${signal}: stopping children and dropping the databases`);
     void runCleanups().finally(() => process.exit(130));
   });
 }
