@@ -1,7 +1,9 @@
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type postgres from 'postgres';
+import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
+import type { Wake } from './db/pipeline.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { Keyring } from './secrets/keyring.ts';
@@ -20,8 +22,10 @@ export interface Relay {
   /** Base of minted callback URLs, without a trailing slash. */
   publicUrl: string;
   timings: Timings;
+  /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
+  wake: (wake: Wake | undefined) => void;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
-  deliverPromptly: (job: NotifyJob) => void;
+  deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }
 
 /** Durations that production fixes and tests shorten. */

@@ -6,6 +6,7 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
 import { createDatabase } from './db/client.ts';
+import { createWaker } from './db/pipeline.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createPromptDelivery } from './delivery/prompt-delivery.ts';
@@ -96,6 +97,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       log,
       publicUrl: config.publicUrl,
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
+      wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
     };
     const relay: Relay = { ...base, deliverPromptly: createPromptDelivery(base) };
     if (runsWorker) await startWorker(relay, boss, options.worker);

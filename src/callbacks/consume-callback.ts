@@ -75,6 +75,6 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
   const row = rows[0];
   if (!row) return { outcome: 'unknown' };
   const outcome = { outcome: row.outcome as Exclude<CallbackOutcome['outcome'], 'unknown'>, task: toTaskRow(row) };
-  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notify);
+  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notify, outcome.task);
   return outcome;
 }

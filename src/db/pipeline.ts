@@ -109,3 +109,62 @@ export function foldJob(statement: Statement, job: Statement): Statement[] {
     },
   ];
 }
+
+const NOTIFY_CALL = /pg_notify\(([\s\S]+),\s*'([\w./-]+)'\)\s*FROM ins WHERE start_after <= ([\w.]+\(\)) LIMIT 1\s*$/i;
+
+/** A NOTIFY owed to pg-boss's workers, sent after the commit instead of inside it. */
+export interface Wake {
+  channelSql: string;
+  queue: string;
+}
+
+/**
+ * Like `foldJob`, but the job's NOTIFY is taken out of the statement and handed back, to be sent
+ * after the commit by `createWaker`. A NOTIFY inside a writing transaction holds PostgreSQL's
+ * database-wide notification lock through that transaction's commit, which serialised every
+ * task creation (measured here: pg-boss inserts 1818/s with their NOTIFY, 3834/s without).
+ * Falls back to `foldJob` (NOTIFY inside) when the job's shape is not the expected one.
+ */
+export function foldJobDeferringNotify(statement: Statement, job: Statement): { statements: Statement[]; wake?: Wake } {
+  const jobParts = JOB_SHAPE.exec(job.text);
+  const ownParts = OWN_SHAPE.exec(statement.text);
+  const split = jobParts && /^([\s\S]*\))\s*,\s*notified\s+AS\s*\(\s*SELECT\s+([\s\S]*)\)$/i.exec(jobParts[1]);
+  const call = split && NOTIFY_CALL.exec(split[2]);
+  if (!jobParts || !ownParts || !split || !call || job.params.length !== 1 || /\$[2-9]/.test(job.text)) {
+    return { statements: foldJob(statement, job) };
+  }
+  const shift = (sql: string) => sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
+  return {
+    statements: [{ text: `WITH ${split[1]}, ${shift(ownParts[1])}\n  ${shift(ownParts[2])}`, params: [...job.params, ...statement.params] }],
+    wake: { channelSql: call[1], queue: call[2] },
+  };
+}
+
+/**
+ * Sends deferred pg-boss wake-ups: at most one NOTIFY in flight per queue, and one more after it
+ * if work arrived meanwhile, so a burst of commits costs a handful of NOTIFYs, not one each.
+ * Workers that miss one still poll (the worker's polling interval), so a lost wake-up delays,
+ * never loses, a job.
+ */
+export function createWaker(sql: postgres.Sql, onError: (error: unknown) => void): (wake: Wake | undefined) => void {
+  const state = new Map<string, { inFlight: boolean; again: boolean }>();
+  const send = (wake: Wake, entry: { inFlight: boolean; again: boolean }) => {
+    entry.inFlight = true;
+    entry.again = false;
+    sql
+      .unsafe(`select pg_notify(${wake.channelSql}, $1)`, [wake.queue], { prepare: true })
+      .catch(onError)
+      .finally(() => {
+        entry.inFlight = false;
+        if (entry.again) send(wake, entry);
+      });
+  };
+  return (wake) => {
+    if (!wake) return;
+    const key = `${wake.channelSql}|${wake.queue}`;
+    let entry = state.get(key);
+    if (!entry) state.set(key, (entry = { inFlight: false, again: false }));
+    if (entry.inFlight) entry.again = true;
+    else send(wake, entry);
+  };
+}

@@ -42,12 +42,15 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
  * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
  * older round after a redelivery, cannot double-count or schedule a second chain.
  */
-export async function deliverWebhook(relay: Relay, job: NotifyJob): Promise<void> {
-  const [found] = await relay.db
-    .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
-    .from(tasks)
-    .innerJoin(projects, eq(projects.id, tasks.projectId))
-    .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
+export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { task: TaskRow; secretSealed: string }): Promise<void> {
+  // `known`: the caller has just written the task (prompt delivery) and needs no second read.
+  const [found] = known
+    ? [known]
+    : await relay.db
+        .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
+        .from(tasks)
+        .innerJoin(projects, eq(projects.id, tasks.projectId))
+        .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
   const task = found?.task;
   if (!task?.onCompleteUrl || task.deliveryStatus !== 'pending') return;
   if ('ref' in job && task.callbackRef !== job.ref) return;

@@ -3,7 +3,7 @@ import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
-import { foldJob, jobStatement, type Statement, statementOf, transact, withLock } from '../db/pipeline.ts';
+import { foldJobDeferringNotify, jobStatement, statementOf, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertTask, lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
@@ -91,7 +91,7 @@ export async function createTask(
     idempotencyKey: idempotencyKey ?? null,
     idempotencyFingerprint: fingerprint ?? null,
   };
-  const insert: Statement[] = foldJob(
+  const { statements: insert, wake } = foldJobDeferringNotify(
     insertTask(keyHash, values, [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }]),
     await jobStatement(relay.boss, Queues.dispatch, { taskId: values.id }, {
       priority: input.priority,
@@ -101,10 +101,15 @@ export async function createTask(
     }),
   );
 
+  // The dispatch job's wake-up goes out after the commit (a delayed task needs none).
+  const created = (task: TaskRow): CreateTaskOutcome => {
+    if (!delayed) relay.wake(wake);
+    return { outcome: 'created', task, token };
+  };
   if (!idempotencyKey) {
     try {
       const [[row]] = await transact(relay.sql, insert);
-      return { outcome: 'created', task: toTaskRow(row), token };
+      return created(toTaskRow(row));
     } catch (error) {
       throw keyRevokedMeanwhile(error) ?? error;
     }
@@ -125,7 +130,7 @@ export async function createTask(
         : [];
       return {
         statements: [...release, ...insert],
-        done: (results): CreateTaskOutcome => ({ outcome: 'created', task: toTaskRow(results[release.length][0]), token }),
+        done: (results): CreateTaskOutcome => created(toTaskRow(results[release.length][0])),
       };
     });
   try {
