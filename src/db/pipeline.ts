@@ -126,18 +126,27 @@ export interface Wake {
  * Falls back to `foldJob` (NOTIFY inside) when the job's shape is not the expected one.
  */
 export function foldJobDeferringNotify(statement: Statement, job: Statement): { statements: Statement[]; wake?: Wake } {
+  // Both texts are constants (one per queue, one per statement kind): fold each pair once.
+  const key = `${job.text}\0${statement.text}`;
+  let folded = foldedTexts.get(key);
+  if (folded === undefined) {
+    folded = foldTexts(statement, job);
+    if (foldedTexts.size < 256) foldedTexts.set(key, folded);
+  }
+  if (!folded) return { statements: foldJob(statement, job) };
+  return { statements: [{ text: folded.text, params: [...job.params, ...statement.params] }], wake: folded.wake };
+}
+
+const foldedTexts = new Map<string, { text: string; wake: Wake } | null>();
+
+function foldTexts(statement: Statement, job: Statement): { text: string; wake: Wake } | null {
   const jobParts = JOB_SHAPE.exec(job.text);
   const ownParts = OWN_SHAPE.exec(statement.text);
   const split = jobParts && /^([\s\S]*\))\s*,\s*notified\s+AS\s*\(\s*SELECT\s+([\s\S]*)\)$/i.exec(jobParts[1]);
   const call = split && NOTIFY_CALL.exec(split[2]);
-  if (!jobParts || !ownParts || !split || !call || job.params.length !== 1 || /\$[2-9]/.test(job.text)) {
-    return { statements: foldJob(statement, job) };
-  }
+  if (!jobParts || !ownParts || !split || !call || job.params.length !== 1 || /\$[2-9]/.test(job.text)) return null;
   const shift = (sql: string) => sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
-  return {
-    statements: [{ text: `WITH ${split[1]}, ${shift(ownParts[1])}\n  ${shift(ownParts[2])}`, params: [...job.params, ...statement.params] }],
-    wake: { channelSql: call[1], queue: call[2] },
-  };
+  return { text: `WITH ${split[1]}, ${shift(ownParts[1])}\n  ${shift(ownParts[2])}`, wake: { channelSql: call[1], queue: call[2] } };
 }
 
 /**

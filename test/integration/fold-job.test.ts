@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { foldJob, jobStatement, transact } from '../../src/db/pipeline.ts';
+import { foldJob, foldJobDeferringNotify, jobStatement, transact } from '../../src/db/pipeline.ts';
 import { consumeCallback, insertTask, recordDelivery, transition } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
@@ -43,4 +43,17 @@ test('a folded statement writes the job and NOTIFYs only with the row it belongs
   assert.equal(rows.length, 0);
   const [afterCount] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify'`;
   assert.equal(afterCount.n, before.n + 1);
+});
+
+test('task creation folds its dispatch job and hands the NOTIFY back for after the commit', async () => {
+  const dispatch = await jobStatement(relay.running.relay.boss, Queues.dispatch, { taskId: 'x' }, { priority: 5 });
+  for (let i = 0; i < 2; i++) {
+    // Twice: the second answer comes from the cache of folded texts and must be the same.
+    const folded = foldJobDeferringNotify(statements.insertTask(), dispatch);
+    const wake = folded.wake;
+    assert.equal(folded.statements.length, 1, 'fell back to two statements');
+    assert.doesNotMatch(folded.statements[0].text, /pg_notify/);
+    assert.equal(wake?.queue, Queues.dispatch);
+    assert.match(wake?.channelSql ?? '', /pgboss/);
+  }
 });
