@@ -98,16 +98,27 @@ const OWN_SHAPE = /^\s*with\s+([\s\S]*)\n\s*(select [^\n]*)\s*$/i;
  * completion; pg-boss's NOTIFY is kept by reading its `notified` CTE in the final SELECT.
  */
 export function foldJob(statement: Statement, job: Statement): Statement[] {
-  const jobParts = JOB_SHAPE.exec(job.text);
-  const ownParts = OWN_SHAPE.exec(statement.text);
-  if (!jobParts || !ownParts || job.params.length !== 1 || /\$[2-9]/.test(job.text)) return [statement, job];
-  const shift = (sql: string) => sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
-  return [
-    {
-      text: `WITH ${jobParts[1]}, ${shift(ownParts[1])}\n  select own.* from (${shift(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`,
-      params: [...job.params, ...statement.params],
-    },
-  ];
+  if (job.params.length !== 1) return [statement, job];
+  // Both texts are constants (one per queue, one per statement kind): fold each pair once.
+  const key = `${job.text}\0${statement.text}`;
+  let text = foldedInline.get(key);
+  if (text === undefined) {
+    const jobParts = JOB_SHAPE.exec(job.text);
+    const ownParts = OWN_SHAPE.exec(statement.text);
+    text =
+      jobParts && ownParts && !/\$[2-9]/.test(job.text)
+        ? `WITH ${jobParts[1]}, ${shiftParams(ownParts[1])}\n  select own.* from (${shiftParams(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`
+        : null;
+    if (foldedInline.size < 256) foldedInline.set(key, text);
+  }
+  return text === null ? [statement, job] : [{ text, params: [...job.params, ...statement.params] }];
+}
+
+const foldedInline = new Map<string, string | null>();
+
+/** Our parameters move up by one: the job's own parameter is $1 in the folded statement. */
+function shiftParams(sql: string): string {
+  return sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
 }
 
 const NOTIFY_CALL = /pg_notify\(([\s\S]+),\s*'([\w./-]+)'\)\s*FROM ins WHERE start_after <= ([\w.]+\(\)) LIMIT 1\s*$/i;
@@ -145,8 +156,7 @@ function foldTexts(statement: Statement, job: Statement): { text: string; wake: 
   const split = jobParts && /^([\s\S]*\))\s*,\s*notified\s+AS\s*\(\s*SELECT\s+([\s\S]*)\)$/i.exec(jobParts[1]);
   const call = split && NOTIFY_CALL.exec(split[2]);
   if (!jobParts || !ownParts || !split || !call || job.params.length !== 1 || /\$[2-9]/.test(job.text)) return null;
-  const shift = (sql: string) => sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
-  return { text: `WITH ${split[1]}, ${shift(ownParts[1])}\n  ${shift(ownParts[2])}`, wake: { channelSql: call[1], queue: call[2] } };
+  return { text: `WITH ${split[1]}, ${shiftParams(ownParts[1])}\n  ${shiftParams(ownParts[2])}`, wake: { channelSql: call[1], queue: call[2] } };
 }
 
 /**
