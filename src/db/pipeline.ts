@@ -91,6 +91,52 @@ export async function withLock<T>(
 const JOB_SHAPE = /^\s*WITH\s+(ins\s+AS\s*\([\s\S]*\)\s*,\s*notified\s+AS\s*\([\s\S]*\))\s*SELECT id FROM ins WHERE \(SELECT count\(\*\) FROM notified\) >= 0\s*$/i;
 const OWN_SHAPE = /^\s*with\s+([\s\S]*)\n\s*(select [^\n]*)\s*$/i;
 
+const NOTIFY_SPLIT = /^([\s\S]*\))\s*,\s*notified\s+AS\s*\(\s*SELECT\s+([\s\S]*)\)$/i;
+const NOTIFY_CALL = /pg_notify\(([\s\S]+),\s*'([\w./-]+)'\)\s*FROM ins WHERE start_after <= ([\w.]+\(\)) LIMIT 1\s*$/i;
+
+/** A NOTIFY owed to pg-boss's workers, sent after the commit instead of inside it. */
+export interface Wake {
+  channelSql: string;
+  queue: string;
+}
+
+/** The two ways a (statement, job) pair folds; null when the shapes are not the expected ones. */
+interface Fold {
+  /** pg-boss's NOTIFY kept inside the statement. */
+  inline: string;
+  /** pg-boss's NOTIFY taken out, to be sent after the commit. */
+  deferred?: { text: string; wake: Wake };
+}
+
+// Both texts are constants (one per queue, one per statement kind): each pair is parsed once.
+const folds = new Map<string, Fold | null>();
+
+function foldOf(statement: Statement, job: Statement): Fold | null {
+  const key = `${job.text}\0${statement.text}`;
+  const known = folds.get(key);
+  if (known !== undefined) return known;
+  const jobParts = JOB_SHAPE.exec(job.text);
+  const ownParts = OWN_SHAPE.exec(statement.text);
+  let fold: Fold | null = null;
+  if (jobParts && ownParts && job.params.length === 1 && !/\$[2-9]/.test(job.text)) {
+    const ctes = shiftParams(ownParts[1]);
+    const select = shiftParams(ownParts[2]);
+    const split = NOTIFY_SPLIT.exec(jobParts[1]);
+    const call = split && NOTIFY_CALL.exec(split[2]);
+    fold = {
+      inline: `WITH ${jobParts[1]}, ${ctes}\n  select own.* from (${select}) own, (SELECT count(*) FROM notified) job_notified`,
+      deferred: split && call ? { text: `WITH ${split[1]}, ${ctes}\n  ${select}`, wake: { channelSql: call[1], queue: call[2] } } : undefined,
+    };
+  }
+  if (folds.size < 256) folds.set(key, fold);
+  return fold;
+}
+
+/** Our parameters move up by one: the job's own parameter is $1 in the folded statement. */
+function shiftParams(sql: string): string {
+  return sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
+}
+
 /**
  * One statement instead of a transaction of two: `statement` (one of ours, `with … select …`)
  * and a pg-boss job INSERT become one WITH query, atomic on its own, so the write and the job
@@ -98,35 +144,8 @@ const OWN_SHAPE = /^\s*with\s+([\s\S]*)\n\s*(select [^\n]*)\s*$/i;
  * completion; pg-boss's NOTIFY is kept by reading its `notified` CTE in the final SELECT.
  */
 export function foldJob(statement: Statement, job: Statement): Statement[] {
-  if (job.params.length !== 1) return [statement, job];
-  // Both texts are constants (one per queue, one per statement kind): fold each pair once.
-  const key = `${job.text}\0${statement.text}`;
-  let text = foldedInline.get(key);
-  if (text === undefined) {
-    const jobParts = JOB_SHAPE.exec(job.text);
-    const ownParts = OWN_SHAPE.exec(statement.text);
-    text =
-      jobParts && ownParts && !/\$[2-9]/.test(job.text)
-        ? `WITH ${jobParts[1]}, ${shiftParams(ownParts[1])}\n  select own.* from (${shiftParams(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`
-        : null;
-    if (foldedInline.size < 256) foldedInline.set(key, text);
-  }
-  return text === null ? [statement, job] : [{ text, params: [...job.params, ...statement.params] }];
-}
-
-const foldedInline = new Map<string, string | null>();
-
-/** Our parameters move up by one: the job's own parameter is $1 in the folded statement. */
-function shiftParams(sql: string): string {
-  return sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 1}`);
-}
-
-const NOTIFY_CALL = /pg_notify\(([\s\S]+),\s*'([\w./-]+)'\)\s*FROM ins WHERE start_after <= ([\w.]+\(\)) LIMIT 1\s*$/i;
-
-/** A NOTIFY owed to pg-boss's workers, sent after the commit instead of inside it. */
-export interface Wake {
-  channelSql: string;
-  queue: string;
+  const fold = foldOf(statement, job);
+  return fold ? [{ text: fold.inline, params: [...job.params, ...statement.params] }] : [statement, job];
 }
 
 /**
@@ -137,26 +156,9 @@ export interface Wake {
  * Falls back to `foldJob` (NOTIFY inside) when the job's shape is not the expected one.
  */
 export function foldJobDeferringNotify(statement: Statement, job: Statement): { statements: Statement[]; wake?: Wake } {
-  // Both texts are constants (one per queue, one per statement kind): fold each pair once.
-  const key = `${job.text}\0${statement.text}`;
-  let folded = foldedTexts.get(key);
-  if (folded === undefined) {
-    folded = foldTexts(statement, job);
-    if (foldedTexts.size < 256) foldedTexts.set(key, folded);
-  }
-  if (!folded) return { statements: foldJob(statement, job) };
-  return { statements: [{ text: folded.text, params: [...job.params, ...statement.params] }], wake: folded.wake };
-}
-
-const foldedTexts = new Map<string, { text: string; wake: Wake } | null>();
-
-function foldTexts(statement: Statement, job: Statement): { text: string; wake: Wake } | null {
-  const jobParts = JOB_SHAPE.exec(job.text);
-  const ownParts = OWN_SHAPE.exec(statement.text);
-  const split = jobParts && /^([\s\S]*\))\s*,\s*notified\s+AS\s*\(\s*SELECT\s+([\s\S]*)\)$/i.exec(jobParts[1]);
-  const call = split && NOTIFY_CALL.exec(split[2]);
-  if (!jobParts || !ownParts || !split || !call || job.params.length !== 1 || /\$[2-9]/.test(job.text)) return null;
-  return { text: `WITH ${split[1]}, ${shiftParams(ownParts[1])}\n  ${shiftParams(ownParts[2])}`, wake: { channelSql: call[1], queue: call[2] } };
+  const deferred = foldOf(statement, job)?.deferred;
+  if (!deferred) return { statements: foldJob(statement, job) };
+  return { statements: [{ text: deferred.text, params: [...job.params, ...statement.params] }], wake: deferred.wake };
 }
 
 /**
