@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { foldJob, jobStatement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { consumeCallback as consumeStatement } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
+import { storableBody } from '../outbound/http.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
@@ -23,20 +24,6 @@ export type CallbackOutcome =
 
 /** How much of a late payload the timeline keeps (characters of the stored body). */
 const LATE_PAYLOAD_LIMIT = 64 * 1024;
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * A callback body as stored in `result.body`: text as is, anything else as base64 — binary, and
- * also text holding NUL, which PostgreSQL cannot store in a json string.
- */
-export function storedBody(bytes: Uint8Array): Pick<StoredResult, 'body' | 'bodyEncoding'> {
-  try {
-    const text = utf8.decode(bytes);
-    if (!text.includes('\0')) return { body: text };
-  } catch {}
-  return { body: Buffer.from(bytes).toString('base64'), bodyEncoding: 'base64' };
-}
 
 /**
  * A provider POSTs its result to /v1/callbacks/:token. One statement locks the task, decides and
@@ -57,7 +44,7 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
   const tokenHash = sha256Hex(callback.token);
   const bodyHash = sha256Hex(callback.body);
   const ref = randomUUID();
-  const stored = storedBody(callback.body);
+  const stored = storableBody(callback.body);
   const statement = consumeStatement({
     tokenHash,
     bodyHash,

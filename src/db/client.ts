@@ -20,7 +20,8 @@ export function createDatabase(url: string, options: { max?: number } = {}): Dat
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
-    // Timestamps come back as Date; jsonb as parsed values.
+    // drizzle() below sets this client to hand timestamps back as text (it maps them itself);
+    // raw rows are mapped the same way by db/rows.ts. jsonb comes back parsed.
   });
   const db = drizzle(sql, { schema });
   return { sql, db, close: () => sql.end({ timeout: 5 }) };

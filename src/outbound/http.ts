@@ -160,17 +160,24 @@ async function capture(res: Dispatcher.ResponseData, maxBytes: number): Promise<
   for (const [name, value] of Object.entries(res.headers)) {
     if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
   }
-  const raw = Buffer.concat(chunks);
-  // A cut can split a multi-byte character; dropping up to 3 tail bytes keeps text as text.
+  return { statusCode: res.statusCode, headers, ...storableBody(Buffer.concat(chunks), truncated), ...(truncated && { truncated }) };
+}
+
+/**
+ * A body as the relay stores it (a task's result, a callback): UTF-8 text as is, anything else
+ * as base64 — binary, and also text holding NUL, which PostgreSQL cannot keep in a json string.
+ * A `truncated` body may end inside a multi-byte character: up to 3 tail bytes are dropped
+ * before giving up on text.
+ */
+export function storableBody(raw: Uint8Array, truncated = false): Pick<CapturedResponse, 'body' | 'bodyEncoding'> {
   for (let cut = 0; cut <= (truncated ? Math.min(3, raw.length) : 0); cut++) {
     try {
       const body = utf8.decode(raw.subarray(0, raw.length - cut));
-      // Text holding NUL cannot be stored in a PostgreSQL json string: it goes as base64 too.
       if (body.includes('\0')) break;
-      return { statusCode: res.statusCode, headers, body, ...(truncated && { truncated }) };
+      return { body };
     } catch { /* not UTF-8 at this cut */ }
   }
-  return { statusCode: res.statusCode, headers, body: raw.toString('base64'), bodyEncoding: 'base64', ...(truncated && { truncated }) };
+  return { body: Buffer.from(raw).toString('base64'), bodyEncoding: 'base64' };
 }
 
 type ErrorLike = { code?: string; message?: string; cause?: unknown; errors?: ErrorLike[] };

@@ -7,7 +7,6 @@ import type { NewEvent } from './events.ts';
 
 /** Statuses in which a provider's callback or a signal is accepted (DESIGN §5). */
 export const CALLBACK_STATUSES: TaskStatus[] = ['pending', 'processing', 'waiting', 'polling'];
-export const NON_TERMINAL_STATUSES: TaskStatus[] = ['delayed', ...CALLBACK_STATUSES];
 export const TERMINAL_STATUSES: TaskStatus[] = ['completed', 'failed', 'timeout', 'cancelled'];
 export type TerminalStatus = 'completed' | 'failed' | 'timeout' | 'cancelled';
 
