@@ -1,11 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
-import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { ZodError } from 'zod';
 import type { Relay } from './context.ts';
 import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
+import { limitBody } from './http/body-limit.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { registerDocsRoute } from './http/routes/docs.ts';
@@ -38,13 +38,7 @@ export function createApp({ relay, keys, readiness }: AppDeps) {
   });
   app.use(requestId());
   // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
-  app.on('POST', '/v1/tasks', bodyLimit({
-    maxSize: TASK_BODY_LIMIT,
-    onError: (c) => {
-      c.header('connection', 'close'); // the rest of the body is never read
-      return problem(c, 413, 'payload_too_large', `Request body exceeds ${TASK_BODY_LIMIT} bytes`);
-    },
-  }));
+  app.on('POST', '/v1/tasks', limitBody(TASK_BODY_LIMIT, 'Request body'));
   app.use('/v1/tasks', requireApiKey(keys));
   app.use('/v1/tasks/*', requireApiKey(keys));
 

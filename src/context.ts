@@ -7,6 +7,7 @@ import type { Wake } from './db/pipeline.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { Keyring } from './secrets/keyring.ts';
+import type { NewTask } from './tasks/insert-tasks.ts';
 
 /**
  * Everything the domain verbs and job handlers need, built once by the composition root
@@ -24,6 +25,10 @@ export interface Relay {
   timings: Timings;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
+  /** Writes a new task with its dispatch job (tasks created at the same moment share one statement). */
+  writeTask: (task: NewTask) => Promise<TaskRow>;
+  /** Claims a task for a dispatch attempt (null: nothing to dispatch); claims made together share one statement. */
+  claimTask: (taskId: string) => Promise<TaskRow | null>;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
   deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }

@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { takeRandomBytes } from './secrets/random.ts';
 
 /**
  * A UUID v7 (RFC 9562): 48-bit unix milliseconds, then random bits. Task ids sort by creation
  * time, which is what the keyset cursor of GET /v1/tasks relies on.
  */
 export function uuidv7(now: number = Date.now()): string {
-  const bytes = randomBytes(16);
+  const bytes = takeRandomBytes(16);
   bytes.writeUIntBE(now, 0, 6);
   bytes[6] = (bytes[6] & 0x0f) | 0x70;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;

@@ -16,6 +16,8 @@ import { createOutbound } from './outbound/http.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
+import { createDispatchClaimer } from './tasks/dispatch-task.ts';
+import { createTaskWriter } from './tasks/insert-tasks.ts';
 
 export interface StartOptions {
   log?: Logger;
@@ -99,7 +101,12 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
       wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
     };
-    const relay: Relay = { ...base, deliverPromptly: createPromptDelivery(base) };
+    const relay: Relay = {
+      ...base,
+      writeTask: createTaskWriter(base),
+      claimTask: createDispatchClaimer(base.sql),
+      deliverPromptly: createPromptDelivery(base),
+    };
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;

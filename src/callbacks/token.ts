@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { takeRandomBytes } from '../secrets/random.ts';
 
 /** A callback token: 32 random bytes as 64 lowercase hex (DESIGN §5). */
 export function mintCallbackToken(): string {
-  return randomBytes(32).toString('hex');
+  return takeRandomBytes(32).toString('hex');
 }
 
 /** Tokens and API keys are stored and looked up only as their SHA-256. */

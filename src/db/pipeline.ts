@@ -1,4 +1,4 @@
-import type { PgBoss, SendOptions } from 'pg-boss';
+import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import type postgres from 'postgres';
 
 /** One SQL statement with its driver-ready parameters. */
@@ -29,6 +29,20 @@ export async function jobStatement(boss: PgBoss, name: string, data: object, opt
     },
   };
   await boss.send(name, data, { ...options, db: capture });
+  if (!captured) throw new Error(`pg-boss produced no statement for ${name}`);
+  return captured;
+}
+
+/** Like `jobStatement`, for many jobs of one queue in one INSERT (pg-boss's `insert()`). */
+export async function jobsStatement(boss: PgBoss, name: string, jobs: JobInsert[]): Promise<Statement> {
+  let captured: Statement | undefined;
+  const capture = {
+    async executeSql(text: string, values: unknown[] = []) {
+      captured = { text, params: values };
+      return { rows: [] };
+    },
+  };
+  await boss.insert(name, jobs, { db: capture, returnId: true });
   if (!captured) throw new Error(`pg-boss produced no statement for ${name}`);
   return captured;
 }

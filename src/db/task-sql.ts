@@ -24,52 +24,66 @@ export function insertEvents(taskId: string, events: NewEvent[]): Statement {
   return { text: INSERT_EVENTS, params: [taskId, eventsParam(events)] };
 }
 
-const INSERT_TASK = `
-  with task as (
+const INSERT_TASKS = `
+  with input as (
+    select * from jsonb_to_recordset($1::jsonb) as t(id uuid, key_hash text, status text, target_url text, method text,
+      headers_view jsonb, request_sealed text, wait_for_signal boolean, max_wait_time integer, timeout integer,
+      max_retries integer, retry_backoff text, delay_until timestamptz, priority integer, on_complete_url text,
+      metadata jsonb, callback_hash text, idempotency_key text, idempotency_fingerprint text, events jsonb)
+  ), task as (
     insert into tasks (id, project_id, status, target_url, method, headers_view, request_sealed, wait_for_signal,
-      max_wait_time, timeout, max_retries, retry_backoff, delay_until, priority, on_complete_url, metadata,
-      callback_hash, idempotency_key, idempotency_fingerprint)
+      max_wait_time, timeout, max_retries, retry_backoff, delay_until, priority, on_complete_url, metadata, callback_hash,
+      idempotency_key, idempotency_fingerprint)
     -- project_id comes from the caller's key, read here: a key revoked a moment ago leaves it
-    -- null, the NOT NULL constraint fails the whole transaction, and the caller answers 401.
-    values ($1, (select project_id from api_keys where key_hash = $2 and revoked_at is null), $3, $4, $5, $6::jsonb, $7,
-      $8, $9, $10, $11, $12, $13::timestamptz, $14, $15, $16::jsonb, $17, $18, $19)
+    -- null, the NOT NULL constraint fails the whole statement, and the caller answers 401.
+    select i.id, (select project_id from api_keys where key_hash = i.key_hash and revoked_at is null), i.status,
+      i.target_url, i.method, i.headers_view, i.request_sealed, i.wait_for_signal, i.max_wait_time, i.timeout,
+      i.max_retries, i.retry_backoff, i.delay_until, i.priority, i.on_complete_url, i.metadata, i.callback_hash,
+      i.idempotency_key, i.idempotency_fingerprint
+    from input i
     returning *
   ), created as (
     insert into task_events (task_id, type, data)
-    select task.id, e->>'type', e->'data' from task, jsonb_array_elements($20::jsonb) e
+    select task.id, e->>'type', e->'data' from task join input i on i.id = task.id, jsonb_array_elements(i.events) e
   )
   select * from task`;
 
+/** A task to insert: its values, the hash of the caller's API key and its first timeline events. */
+export interface TaskInsert {
+  keyHash: string;
+  values: Omit<typeof tasks.$inferInsert, 'projectId'>;
+  events: NewEvent[];
+}
+
 /**
- * Inserts a task, for the project of the active API key with hash `keyHash`, with its first
- * timeline events; returns the row. Fails with a not-null violation if the key is not active.
+ * Inserts tasks (each for the project of its caller's active key, read inside the statement) with
+ * their first events, any number in one statement; returns the rows in no particular order. A
+ * single inactive key fails the whole statement.
  */
-export function insertTask(keyHash: string, values: Omit<typeof tasks.$inferInsert, 'projectId'>, events: NewEvent[]): Statement {
-  return {
-    text: INSERT_TASK,
-    params: [
-      values.id,
-      keyHash,
-      values.status,
-      values.targetUrl,
-      values.method,
-      JSON.stringify(values.headersView),
-      values.requestSealed,
-      values.waitForSignal,
-      values.maxWaitTime,
-      values.timeout,
-      values.maxRetries,
-      values.retryBackoff,
-      values.delayUntil ? values.delayUntil.toISOString() : null,
-      values.priority,
-      values.onCompleteUrl ?? null,
-      JSON.stringify(values.metadata),
-      values.callbackHash ?? null,
-      values.idempotencyKey ?? null,
-      values.idempotencyFingerprint ?? null,
-      eventsParam(events),
-    ],
-  };
+export function insertTasks(batch: TaskInsert[]): Statement {
+  const rows = batch.map(({ keyHash, values: v, events }) => ({
+    id: v.id,
+    key_hash: keyHash,
+    status: v.status,
+    target_url: v.targetUrl,
+    method: v.method,
+    headers_view: v.headersView,
+    request_sealed: v.requestSealed,
+    wait_for_signal: v.waitForSignal,
+    max_wait_time: v.maxWaitTime,
+    timeout: v.timeout,
+    max_retries: v.maxRetries,
+    retry_backoff: v.retryBackoff,
+    delay_until: v.delayUntil ?? null,
+    priority: v.priority,
+    on_complete_url: v.onCompleteUrl ?? null,
+    metadata: v.metadata,
+    callback_hash: v.callbackHash ?? null,
+    idempotency_key: v.idempotencyKey ?? null,
+    idempotency_fingerprint: v.idempotencyFingerprint ?? null,
+    events: events.map((e) => ({ type: e.type, data: e.data ?? {} })),
+  }));
+  return { text: INSERT_TASKS, params: [JSON.stringify(rows)] };
 }
 
 const TRANSITION = `
@@ -154,7 +168,7 @@ export const lockByCallbackHash = (hash: string): Statement => ({ text: LOCK_BY_
 const CLAIM = `
   with current as (
     select id, status from tasks
-    where id = $1 and status in ('delayed', 'pending', 'processing')
+    where id = any($1::uuid[]) and status in ('delayed', 'pending', 'processing')
     for update
   ), claimed as (
     update tasks t
@@ -168,8 +182,11 @@ const CLAIM = `
   )
   select * from claimed`;
 
-/** Moves a task to `processing` for a dispatch attempt, recording the change; no row if not dispatchable. */
-export const claimForDispatch = (taskId: string): Statement => ({ text: CLAIM, params: [taskId] });
+/**
+ * Moves tasks to `processing` for a dispatch attempt, recording each change; returns the rows of
+ * those that were dispatchable (the others: cancelled, already answered, gone).
+ */
+export const claimForDispatch = (taskIds: string[]): Statement => ({ text: CLAIM, params: [`{${taskIds.join(',')}}`] });
 
 const RECORD_DELIVERY = `
   with recorded as (

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { takeRandomBytes } from './random.ts';
 
 /** One AES-256 key for secrets at rest; `kid` is written into every blob it seals. */
 export interface EncryptionKey {
@@ -78,7 +79,7 @@ export function createKeyring(keys: EncryptionKey[]): Keyring {
 
   return {
     seal(plaintext) {
-      const iv = randomBytes(IV_BYTES);
+      const iv = takeRandomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', sealing.key, iv);
       // The version and kid are authenticated too, so a blob cannot be relabelled.
       cipher.setAAD(Buffer.from(`${VERSION}.${sealing.kid}`));

@@ -3,14 +3,14 @@ import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
-import { foldJobDeferringNotify, jobStatement, statementOf, transact, withLock } from '../db/pipeline.ts';
+import { statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertTask, lockByIdempotencyKey } from '../db/task-sql.ts';
+import { lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
-import { Queues } from '../jobs/queues.ts';
 import { redactHeaders } from './redact.ts';
+import { insertTaskStatements, type NewTask } from './insert-tasks.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
 
@@ -18,7 +18,7 @@ import { mentionsPlaceholder } from './template.ts';
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 export type CreateTaskOutcome =
-  | { outcome: 'created'; task: TaskRow; token?: string }
+  | { outcome: 'created'; task: TaskRow; token?: string; body?: string }
   | { outcome: 'replayed'; task: TaskRow };
 
 /** JSON with object keys sorted at every depth: the same request always has the same fingerprint. */
@@ -91,30 +91,29 @@ export async function createTask(
     idempotencyKey: idempotencyKey ?? null,
     idempotencyFingerprint: fingerprint ?? null,
   };
-  const { statements: insert, wake } = foldJobDeferringNotify(
-    insertTask(keyHash, values, [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }]),
-    await jobStatement(relay.boss, Queues.dispatch, { taskId: values.id }, {
+  const task: NewTask = {
+    keyHash,
+    values,
+    events: [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }],
+    job: {
+      data: { taskId: values.id },
       priority: input.priority,
       ...(delayed ? { startAfter: delayUntil } : {}),
       // A worker that died mid-call frees the job for another after this long.
       expireInSeconds: input.timeout + 60,
-    }),
-  );
-
-  // The dispatch job's wake-up goes out after the commit (a delayed task needs none).
-  const created = (task: TaskRow): CreateTaskOutcome => {
-    if (!delayed) relay.wake(wake);
-    return { outcome: 'created', task, token };
+    },
+    delayed,
   };
+  const created = (row: TaskRow): CreateTaskOutcome => ({ outcome: 'created', task: row, token, body });
   if (!idempotencyKey) {
     try {
-      const [[row]] = await transact(relay.sql, insert);
-      return created(toTaskRow(row));
+      return created(await relay.writeTask(task));
     } catch (error) {
       throw keyRevokedMeanwhile(error) ?? error;
     }
   }
 
+  const { statements: insert, wake } = await insertTaskStatements(relay.boss, [task]);
   const attempt = () =>
     withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey), (rows) => {
       const existing = rows[0] ? toTaskRow(rows[0]) : undefined;
@@ -130,7 +129,11 @@ export async function createTask(
         : [];
       return {
         statements: [...release, ...insert],
-        done: (results): CreateTaskOutcome => created(toTaskRow(results[release.length][0])),
+        done: (results): CreateTaskOutcome => {
+          // The dispatch job's wake-up goes out after the commit (a delayed task needs none).
+          relay.wake(wake);
+          return created(toTaskRow(results[release.length][0]));
+        },
       };
     });
   try {

@@ -1,9 +1,11 @@
+import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
+import { createBatcher } from '../db/batcher.ts';
 import { foldJob, jobStatement, type Statement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { claimForDispatch as claimStatement, transition } from '../db/task-sql.ts';
+import { claimForDispatch, transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
@@ -22,7 +24,7 @@ const MAX_TARGET_REDIRECTS = 5;
  * the late answer is only recorded.
  */
 export async function dispatchTask(relay: Relay, taskId: string): Promise<void> {
-  const task = await claimForDispatch(relay, taskId);
+  const task = await relay.claimTask(taskId);
   if (!task) return;
 
   const request = openRequest(relay.keyring, task.requestSealed);
@@ -42,13 +44,21 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
 }
 
 /**
- * Moves the task to `processing` (from `delayed`/`pending`, or again for a retry) and records the
- * change, in one statement. Returns null when there is nothing to do: the task was cancelled,
- * already answered, or is gone (a duplicate or stale job).
+ * Moves a task to `processing` (from `delayed`/`pending`, or again for a retry) and records the
+ * change. Resolves with null when there is nothing to do: the task was cancelled, already
+ * answered, or is gone (a duplicate or stale job). The claims of a batch of dispatch jobs are
+ * one statement (db/batcher.ts).
  */
-async function claimForDispatch(relay: Relay, taskId: string): Promise<TaskRow | null> {
-  const [[row]] = await transact(relay.sql, [claimStatement(taskId)]);
-  return row ? toTaskRow(row) : null;
+export function createDispatchClaimer(sql: postgres.Sql): (taskId: string) => Promise<TaskRow | null> {
+  const claim = async (taskIds: string[]): Promise<Array<TaskRow | null>> => {
+    const [rows] = await transact(sql, [claimForDispatch(taskIds)]);
+    const byId = new Map(rows.map((row) => [row.id as string, row]));
+    return taskIds.map((id) => {
+      const row = byId.get(id);
+      return row ? toTaskRow(row) : null;
+    });
+  };
+  return createBatcher({ many: claim, one: async (id) => (await claim([id]))[0], maxInFlight: 4, maxBatch: 64 });
 }
 
 function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {

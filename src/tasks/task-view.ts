@@ -1,7 +1,7 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { TaskView } from '../http/schemas.ts';
 import type { Keyring } from '../secrets/keyring.ts';
-import { openRequest } from './sealed-request.ts';
+import { openRequest, type SealedRequest } from './sealed-request.ts';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
@@ -10,8 +10,9 @@ const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
  * opened from the sealed request as the client's template (the token is never in it: the
  * placeholder is substituted only in the outgoing request).
  */
-export function toTaskView(row: TaskRow, keyring: Keyring): TaskView {
-  const { body } = openRequest(keyring, row.requestSealed);
+export function toTaskView(row: TaskRow, keyring: Keyring, opened?: Pick<SealedRequest, 'body'>): TaskView {
+  // A caller that has just sealed the request (task creation) hands its body over: no decrypt.
+  const { body } = opened ?? openRequest(keyring, row.requestSealed);
   return {
     id: row.id,
     status: row.status,

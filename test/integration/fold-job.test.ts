@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { foldJob, foldJobDeferringNotify, jobStatement, transact } from '../../src/db/pipeline.ts';
-import { consumeCallback, insertTask, recordDelivery, transition } from '../../src/db/task-sql.ts';
+import { foldJob, foldJobDeferringNotify, jobsStatement, jobStatement, transact } from '../../src/db/pipeline.ts';
+import { consumeCallback, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
@@ -20,7 +20,7 @@ after(async () => {
 
 const job = () => jobStatement(relay.running.relay.boss, Queues.notify, { taskId: '00000000-0000-7000-8000-000000000000', generation: 0, attempt: 1 });
 const statements = {
-  insertTask: () => insertTask('h', { id: '00000000-0000-7000-8000-000000000000' } as never, []),
+  insertTasks: () => insertTasks([{ keyHash: 'h', values: { id: '00000000-0000-7000-8000-000000000000' } as never, events: [] }]),
   transition: () => transition({ taskId: 'x', from: ['waiting'], to: 'completed' }),
   consumeCallback: () => consumeCallback({ tokenHash: 't', bodyHash: 'b', body: '', size: 0, lateLimit: 1, ref: 'r' }),
   recordDelivery: () => recordDelivery({ taskId: 'x', status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] }),
@@ -45,11 +45,11 @@ test('a folded statement writes the job and NOTIFYs only with the row it belongs
   assert.equal(afterCount.n, before.n + 1);
 });
 
-test('task creation folds its dispatch job and hands the NOTIFY back for after the commit', async () => {
-  const dispatch = await jobStatement(relay.running.relay.boss, Queues.dispatch, { taskId: 'x' }, { priority: 5 });
+test('task creation folds its dispatch jobs and hands the NOTIFY back for after the commit', async () => {
+  const dispatch = await jobsStatement(relay.running.relay.boss, Queues.dispatch, [{ data: { taskId: 'x' }, priority: 5 }, { data: { taskId: 'y' } }]);
   for (let i = 0; i < 2; i++) {
     // Twice: the second answer comes from the cache of folded texts and must be the same.
-    const folded = foldJobDeferringNotify(statements.insertTask(), dispatch);
+    const folded = foldJobDeferringNotify(statements.insertTasks(), dispatch);
     const wake = folded.wake;
     assert.equal(folded.statements.length, 1, 'fell back to two statements');
     assert.doesNotMatch(folded.statements[0].text, /pg_notify/);

@@ -1,10 +1,10 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import { applySignal } from '../../callbacks/apply-signal.ts';
 import { consumeCallback } from '../../callbacks/consume-callback.ts';
 import type { Relay } from '../../context.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import type { AuthEnv } from '../auth.ts';
+import { limitBody } from '../body-limit.ts';
 import { problem } from '../problem.ts';
 import { Problem, SignalInput, TaskEnvelope } from '../schemas.ts';
 
@@ -41,15 +41,7 @@ const signalRoute = createRoute({
   },
 });
 
-const tooLarge = bodyLimit({
-  maxSize: CALLBACK_BODY_LIMIT,
-  onError: (c) => {
-    // The rest of the body is left unread, and @hono/node-server cuts such a socket after a
-    // short drain: tell the client not to reuse it, or its next request on it hangs up.
-    c.header('connection', 'close');
-    return problem(c, 413, 'payload_too_large', `Callback body exceeds ${CALLBACK_BODY_LIMIT} bytes`);
-  },
-});
+const tooLarge = limitBody(CALLBACK_BODY_LIMIT, 'Callback body');
 
 const notWaiting = (status: string) => `Task is not in waiting/polling state (current: ${status})`;
 

@@ -1,0 +1,51 @@
+import type { JobInsert, PgBoss } from 'pg-boss';
+import type postgres from 'postgres';
+import type { TaskRow } from '../../drizzle/schema.ts';
+import { createBatcher } from '../db/batcher.ts';
+import { foldJobDeferringNotify, jobsStatement, type Statement, transact, type Wake } from '../db/pipeline.ts';
+import { toTaskRow } from '../db/rows.ts';
+import { insertTasks, type TaskInsert } from '../db/task-sql.ts';
+import { Queues, type TaskJob } from '../jobs/queues.ts';
+
+/** A new task as written: the row, its first events and its first dispatch job. */
+export interface NewTask extends TaskInsert {
+  /** The `task.dispatch` job (its `startAfter` is the task's `delayUntil`, if any). */
+  job: JobInsert<TaskJob>;
+  /** Due later: its job needs no wake-up now. */
+  delayed: boolean;
+}
+
+/**
+ * The tasks and their dispatch jobs in one statement (pg-boss's job INSERT folded into ours), and
+ * the wake-up owed to the dispatch workers once it has committed.
+ */
+export async function insertTaskStatements(boss: PgBoss, tasks: NewTask[]): Promise<{ statements: Statement[]; wake?: Wake }> {
+  const jobs = await jobsStatement(boss, Queues.dispatch, tasks.map((t) => t.job));
+  const { statements, wake } = foldJobDeferringNotify(insertTasks(tasks), jobs);
+  return { statements, wake: tasks.some((t) => !t.delayed) ? wake : undefined };
+}
+
+/** Batches in flight at once; each holds a connection of the pool. */
+const MAX_IN_FLIGHT = 4;
+const MAX_BATCH = 64;
+
+/**
+ * Writes new tasks; concurrent calls share one statement (see db/batcher.ts). Resolves with the
+ * row as stored; rejects with the database's error (a revoked key: a not-null violation).
+ */
+export function createTaskWriter(deps: { sql: postgres.Sql; boss: PgBoss; wake: (wake: Wake | undefined) => void }) {
+  const write = async (tasks: NewTask[]): Promise<TaskRow[]> => {
+    const { statements, wake } = await insertTaskStatements(deps.boss, tasks);
+    const [rows] = await transact(deps.sql, statements);
+    deps.wake(wake);
+    const byId = new Map(rows.map((row) => [row.id as string, row]));
+    // Every task is in `rows` once the statement succeeded: it inserts all of them or fails.
+    return tasks.map((t) => toTaskRow(byId.get(t.values.id)!));
+  };
+  return createBatcher<NewTask, TaskRow>({
+    many: write,
+    one: async (task) => (await write([task]))[0],
+    maxInFlight: MAX_IN_FLIGHT,
+    maxBatch: MAX_BATCH,
+  });
+}
