@@ -109,6 +109,11 @@ export function createOutbound(opts: { allowedNetworks: string[]; userAgent?: st
     let body = method === 'GET' || method === 'HEAD' ? undefined : req.body;
     let headers = Object.keys(req.headers).some((name) => name.toLowerCase() === 'user-agent')
       ? { ...req.headers } : { ...req.headers, 'user-agent': userAgent };
+    // undici sends only the origin, so credentials in the URL become Basic auth, as curl does.
+    if ((url.username || url.password) && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) {
+      const basic = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+      headers = { ...headers, authorization: `Basic ${Buffer.from(basic).toString('base64')}` };
+    }
     try {
       for (let hop = 0; ; hop++) {
         const res = await agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers, body, signal: controller.signal });
