@@ -14,6 +14,7 @@ import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
 import type { RateLimitConfig } from './config.ts';
 import { apiKeyLimit, callbackLimits } from './http/rate-limit.ts';
+import { requireJson } from './http/content-type.ts';
 import { createSharedCounter } from './limits/rejection-counter.ts';
 import { parseNetworks } from './outbound/address-policy.ts';
 
@@ -52,6 +53,8 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies }: Ap
       return problem(c, 413, 'payload_too_large', `Request body exceeds ${TASK_BODY_LIMIT} bytes`);
     },
   }));
+  app.on('POST', '/v1/tasks', requireJson());
+  app.on('POST', '/v1/signals/*', requireJson());
   // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
   app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
