@@ -82,7 +82,9 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies }: Ap
       // hono's own validator errors, e.g. "Malformed JSON in request body".
       return problem(c, error.status as 400, 'invalid_request', error.message || 'Invalid request');
     }
-    relay.log.error({ err: error, requestId: c.get('requestId'), path: c.req.path }, 'unhandled error');
+    // The path of a callback or signal is its token: never logged.
+    const path = c.req.path.replace(/^(\/v1\/(?:callbacks|signals)\/)[^/]+/, '$1[redacted]');
+    relay.log.error({ err: error, requestId: c.get('requestId'), path }, 'unhandled error');
     return problem(c, 500, 'internal', 'Internal error; see the relay logs with this requestId');
   });
   return app;
