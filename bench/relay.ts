@@ -78,6 +78,10 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
       RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
       LOG_LEVEL: 'warn',
+      // One load generator and one fake provider on one address and key: the limits stay on
+      // (their cost is measured) but far above what a run sends.
+      RELAY_CALLBACK_IP_CEILING: '1000000000',
+      RELAY_API_RATE_LIMIT: '1000000000',
       // `all` is the relay's default: leave RELAY_ROLE unset, as a plain `npm start` does.
       ...(role === 'api' ? { RELAY_ROLE: 'api' } : {}),
     },

@@ -12,6 +12,11 @@ import { registerDocsRoute } from './http/routes/docs.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
+import type { RateLimitConfig } from './config.ts';
+import { apiKeyLimit, callbackLimits } from './http/rate-limit.ts';
+import { requireJson } from './http/content-type.ts';
+import { createSharedCounter } from './limits/rejection-counter.ts';
+import { parseNetworks } from './outbound/address-policy.ts';
 
 /** Largest accepted POST /v1/tasks body. */
 export const TASK_BODY_LIMIT = 2 * 1024 * 1024;
@@ -20,6 +25,9 @@ export interface AppDeps {
   relay: Relay;
   keys: KeyCache;
   readiness: Readiness;
+  limits: RateLimitConfig;
+  /** RELAY_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client. */
+  trustedProxies: string[];
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
@@ -30,7 +38,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -39,8 +47,19 @@ export function createApp({ relay, keys, readiness }: AppDeps) {
   app.use(requestId());
   // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
   app.on('POST', '/v1/tasks', limitBody(TASK_BODY_LIMIT, 'Request body'));
-  app.use('/v1/tasks', requireApiKey(keys));
-  app.use('/v1/tasks/*', requireApiKey(keys));
+  app.on('POST', '/v1/tasks', requireJson());
+  app.on('POST', '/v1/signals/*', requireJson());
+  // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
+  app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
+  // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
+  const guard = callbackLimits({
+    limits,
+    trustedProxies: parseNetworks(trustedProxies),
+    rejections: createSharedCounter(relay.sql, limits.windowSeconds),
+    onError: (err) => relay.log.warn({ err }, 'callback rejection counter unavailable; not limiting'),
+  });
+  app.use('/v1/callbacks/*', guard);
+  app.use('/v1/signals/*', guard);
 
   registerSystemRoutes(app, readiness);
   registerDocsRoute(app);
@@ -57,7 +76,9 @@ export function createApp({ relay, keys, readiness }: AppDeps) {
       // hono's own validator errors, e.g. "Malformed JSON in request body".
       return problem(c, error.status as 400, 'invalid_request', error.message || 'Invalid request');
     }
-    relay.log.error({ err: error, requestId: c.get('requestId'), path: c.req.path }, 'unhandled error');
+    // The path of a callback or signal is its token: never logged.
+    const path = c.req.path.replace(/^(\/v1\/(?:callbacks|signals)\/)[^/]+/, '$1[redacted]');
+    relay.log.error({ err: error, requestId: c.get('requestId'), path }, 'unhandled error');
     return problem(c, 500, 'internal', 'Internal error; see the relay logs with this requestId');
   });
   return app;

@@ -7,13 +7,15 @@ import { startEmbeddedPostgres } from './db/embedded.ts';
 import { startRelay } from './main.ts';
 import { createApiKey, listApiKeys, revokeApiKey } from './projects/api-keys.ts';
 import { DEFAULT_PROJECT } from './projects/bootstrap.ts';
+import { ensureProject } from './projects/projects.ts';
+import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
 
 const USAGE = `usage: asyncrelay <command>
   serve [--role api|worker|all]     run the relay (default role from RELAY_ROLE, else all)
   migrate                           apply database migrations and exit
-  keys create --name N [--project P]  mint an API key (printed once)
+  keys create --name N [--project P]  mint an API key (printed once); a new project P gets its own webhook secret
   keys list                         list keys (prefix only)
-  keys revoke <id>                  revoke a key at once`;
+  keys revoke <id|prefix>           revoke a key at once`;
 
 function config(env: NodeJS.ProcessEnv, overrides: Record<string, string | undefined> = {}) {
   try {
@@ -69,22 +71,34 @@ async function keysCommand(args: string[]): Promise<void> {
     allowPositionals: true,
     options: { name: { type: 'string' }, project: { type: 'string' } },
   });
+  const cfg = config(process.env);
   await withDatabase(async (url) => {
     const database = createDatabase(url, { max: 1 });
     try {
       if (sub === 'create') {
         if (!values.name) throw new Error('keys create needs --name');
-        const { id, key } = await createApiKey(database.db, values.project ?? DEFAULT_PROJECT, values.name);
+        const projectId = values.project ?? DEFAULT_PROJECT;
+        const keyring = createKeyring(cfg.encryptionKeys ?? loadOrCreateKeyFile(cfg.dataDir));
+        const { project, id, key } = await database.db.transaction(async (tx) => {
+          const made = await ensureProject(tx, keyring, projectId);
+          return { project: made, ...(await createApiKey(tx, projectId, values.name!)) };
+        });
+        // stdout carries the key alone, so `KEY=$(asyncrelay keys create …)` works.
         process.stdout.write(`${key}\n`);
-        process.stderr.write(`created ${id} in project ${values.project ?? DEFAULT_PROJECT}; the key above is shown once\n`);
+        process.stderr.write(`created ${id} in project ${projectId}; the key above is shown once\n`);
+        if (project.webhookSecret) {
+          process.stderr.write(`created project ${projectId}; its webhook signing secret (shown once): ${project.webhookSecret}\n`);
+        }
       } else if (sub === 'list') {
         for (const k of await listApiKeys(database.db)) {
           process.stdout.write(`${k.id}\t${k.projectId}\t${k.prefix}…\t${k.name}\t${k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : 'active'}\n`);
         }
       } else if (sub === 'revoke') {
-        if (!positionals[0]) throw new Error('keys revoke needs a key id');
-        if (!(await revokeApiKey(database.db, positionals[0]))) throw new Error(`no active key ${positionals[0]}`);
-        process.stdout.write(`revoked ${positionals[0]}\n`);
+        if (!positionals[0]) throw new Error('keys revoke needs a key id or prefix (see keys list)');
+        const { revoked, ambiguous } = await revokeApiKey(database.db, positionals[0]);
+        if (ambiguous) throw new Error(`${ambiguous} active keys match ${positionals[0]}: give the key id`);
+        if (revoked.length === 0) throw new Error(`no active key matches ${positionals[0]}`);
+        process.stdout.write(`revoked ${revoked.join(', ')}\n`);
       } else {
         throw new Error(USAGE);
       }

@@ -23,12 +23,25 @@ export interface Config {
   allowedNetworks: string[];
   /** RELAY_TRUSTED_PROXIES: CIDRs of proxies whose X-Forwarded-For is believed. */
   trustedProxies: string[];
+  /** Rate limits (DESIGN §5); a limit of 0 turns that limit off. */
+  rateLimits: RateLimitConfig;
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';
   /** RELAY_DATA_DIR, absolute; default ./.relay (embedded PostgreSQL, generated keys). */
   dataDir: string;
   /** LOG_LEVEL, default info. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export interface RateLimitConfig {
+  /** RELAY_RATE_LIMIT_WINDOW_SECONDS: length of every fixed window, 1–3600, default 60. */
+  windowSeconds: number;
+  /** RELAY_CALLBACK_REJECT_LIMIT: rejected (400/404/409/413) callback or signal attempts per client IP per window, shared by all replicas; default 30. */
+  callbackRejects: number;
+  /** RELAY_CALLBACK_IP_CEILING: callback and signal requests of any outcome per client IP per window, per process; default 1200. */
+  callbackCeiling: number;
+  /** RELAY_API_RATE_LIMIT: authenticated API requests per API key per window, per process; default 6000. */
+  apiPerKey: number;
 }
 
 /** Thrown by {@link loadConfig}; `problems` holds one "VARIABLE: what is wrong" line per problem. */
@@ -52,6 +65,10 @@ const cidrList = z.string().transform((value, ctx) =>
     return entry;
   }),
 );
+
+const count = (max: number) =>
+  z.string().regex(/^\d+$/, `must be an integer from 0 to ${max}`).transform(Number)
+    .refine((n) => n <= max, `must be an integer from 0 to ${max}`).optional();
 
 // Messages never echo secret values (keys, URLs with passwords): they land in boot logs.
 const Env = z.object({
@@ -89,6 +106,10 @@ const Env = z.object({
   }).optional(),
   RELAY_ALLOWED_NETWORKS: cidrList.optional(),
   RELAY_TRUSTED_PROXIES: cidrList.optional(),
+  RELAY_RATE_LIMIT_WINDOW_SECONDS: count(3600).refine((n) => n !== 0, 'must be an integer from 1 to 3600'),
+  RELAY_CALLBACK_REJECT_LIMIT: count(1_000_000_000),
+  RELAY_CALLBACK_IP_CEILING: count(1_000_000_000),
+  RELAY_API_RATE_LIMIT: count(1_000_000_000),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
   RELAY_DATA_DIR: z.string().default('.relay'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -127,6 +148,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     encryptionKeys: e.RELAY_ENCRYPTION_KEY,
     allowedNetworks: e.RELAY_ALLOWED_NETWORKS ?? [],
     trustedProxies: e.RELAY_TRUSTED_PROXIES ?? [],
+    rateLimits: {
+      windowSeconds: e.RELAY_RATE_LIMIT_WINDOW_SECONDS ?? 60,
+      callbackRejects: e.RELAY_CALLBACK_REJECT_LIMIT ?? 30,
+      callbackCeiling: e.RELAY_CALLBACK_IP_CEILING ?? 1200,
+      apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
+    },
     role: e.RELAY_ROLE,
     dataDir: resolve(e.RELAY_DATA_DIR),
     logLevel: e.LOG_LEVEL,

@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'idempotency_conflict'
   | 'payload_too_large'
   | 'unsupported'
+  | 'unsupported_media_type'
+  | 'rate_limited'
   | 'internal';
 
 /**

@@ -116,6 +116,8 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       const app = createApp({
         relay,
         keys,
+        limits: config.rateLimits,
+        trustedProxies: config.trustedProxies,
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });
       server = await new Promise<ServerType>((resolve, reject) => {

@@ -73,7 +73,9 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
   });
   const statusCode = answer.ok ? answer.response.statusCode : undefined;
   const delivered = statusCode !== undefined && statusCode >= 200 && statusCode < 300;
-  const gone = statusCode === 410;
+  // A destination the SSRF guard refuses stays refused: retrying would only repeat the refusal.
+  const refused = !answer.ok && answer.error.code === 'refused';
+  const gone = statusCode === 410 || refused;
   const retryAfter = answer.ok ? parseRetryAfter(answer.response.headers['retry-after']) : undefined;
   const delayMs = delivered || gone ? null : nextDelayMs(relay.timings.deliveryRetrySeconds, job.attempt, retryAfter);
   const status = delivered ? 'delivered' : delayMs === null ? 'failed' : 'pending';
@@ -91,7 +93,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
       },
     },
     ...(delivered ? [{ type: 'delivery.succeeded' as const, data: { attempt: job.attempt } }] : []),
-    ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: 'receiver answered 410 Gone' } }] : []),
+    ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: refused ? 'destination_refused' : 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
   const record = recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents });

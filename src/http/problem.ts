@@ -15,19 +15,16 @@ const TITLES: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** The problem+json document of {@link problem}. */
+export function problemBody(status: number, code: ErrorCode, detail: string, requestId: string): string {
+  return JSON.stringify({ type: `urn:asyncrelay:problem:${code}`, title: TITLES[status] ?? 'Error', status, detail, code, error: detail, requestId });
+}
+
 /**
  * An RFC 9457 problem+json answer that also carries AsyncQueue's `error` string, so clients
  * written for either read it.
  */
 export function problem(c: Context, status: ContentfulStatusCode, code: ErrorCode, detail: string): Response {
-  const body = {
-    type: `urn:asyncrelay:problem:${code}`,
-    title: TITLES[status] ?? 'Error',
-    status,
-    detail,
-    code,
-    error: detail,
-    requestId: (c.get('requestId') as string | undefined) ?? '',
-  };
-  return c.body(JSON.stringify(body), status, { 'content-type': 'application/problem+json' });
+  const body = problemBody(status, code, detail, (c.get('requestId') as string | undefined) ?? '');
+  return c.body(body, status, { 'content-type': 'application/problem+json' });
 }

@@ -15,6 +15,22 @@ const MAX_URL_LENGTH = 8192;
 export function isStorableText(value: string): boolean {
   return !value.includes('\0') && value.isWellFormed();
 }
+/** Nesting of a JSON value, checked without recursion (a hostile body must not exhaust the stack). */
+export function jsonDepthWithin(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+/** Bounds of the JSON values a task carries (DESIGN leaves them open; these keep rows and serialisation small and safe). */
+const MAX_BODY_DEPTH = 64;
+const MAX_POLL_CONFIG_BYTES = 16 * 1024;
+const MAX_HEADERS_BYTES = 64 * 1024;
+
 const StorableText = (max: number) => z.string().max(max).refine(isStorableText, { message: 'must not contain NUL or unpaired surrogates' });
 
 /** An http(s) URL; `{asyncqueue_callback_url}` may stand anywhere in it when `placeholder` is allowed. */
@@ -54,9 +70,13 @@ export const CreateTaskInput = z
     headers: z
       .record(HeaderName, HeaderValue)
       .refine((h) => Object.keys(h).length <= 64, { message: 'at most 64 headers' })
+      .refine((h) => Object.entries(h).reduce((n, [k, v]) => n + k.length + v.length, 0) <= MAX_HEADERS_BYTES, {
+        message: `at most ${MAX_HEADERS_BYTES} characters of names and values in all`,
+      })
       .default({}),
     body: z
       .unknown()
+      .refine((b) => jsonDepthWithin(b, MAX_BODY_DEPTH), { message: `must not nest deeper than ${MAX_BODY_DEPTH} levels` })
       .optional()
       .openapi({ description: 'A string sent as is, or any JSON value (serialised). Ignored for GET.' }),
     waitForSignal: z.boolean().default(false),
@@ -68,7 +88,12 @@ export const CreateTaskInput = z
     priority: z.int().min(1).max(10).default(5),
     onCompleteUrl: httpUrl(false).optional(),
     provider: z.string().min(1).max(64).optional(),
-    pollConfig: z.record(z.string(), z.unknown()).optional(),
+    pollConfig: z
+      .record(z.string(), z.unknown())
+      .refine((p) => jsonDepthWithin(p, 8) && JSON.stringify(p).length <= MAX_POLL_CONFIG_BYTES, {
+        message: `must be at most ${MAX_POLL_CONFIG_BYTES} bytes of JSON, nested at most 8 levels`,
+      })
+      .optional(),
     metadata: Metadata.default({}),
   })
   .openapi('CreateTaskInput');

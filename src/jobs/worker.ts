@@ -4,6 +4,7 @@ import { deliverWebhook } from '../delivery/deliver-webhook.ts';
 import { dispatchTask } from '../tasks/dispatch-task.ts';
 import { expireTask } from '../tasks/expire-task.ts';
 import { purgeTasks } from '../tasks/purge-tasks.ts';
+import { purgeRateLimits } from '../limits/rejection-counter.ts';
 import { type NotifyJob, Queues, type TaskJob } from './queues.ts';
 
 export interface WorkerOptions {
@@ -53,6 +54,9 @@ export async function startWorker(relay: Relay, boss: PgBoss, options: WorkerOpt
   await boss.work<TaskJob>(Queues.dispatch, { ...common, localConcurrency: dispatchWorkers }, perJob(relay, Queues.dispatch, (d: TaskJob) => dispatchTask(relay, d.taskId)));
   await boss.work<NotifyJob>(Queues.notify, common, perJob(relay, Queues.notify, (d: NotifyJob) => deliverWebhook(relay, d)));
   await boss.work<TaskJob>(Queues.deadline, { ...common, localConcurrency: 1 }, perJob(relay, Queues.deadline, (d: TaskJob) => expireTask(relay, d.taskId)));
-  await boss.work(Queues.purge, { batchSize: 1, perJobResults: true as const }, perJob(relay, Queues.purge, () => purgeTasks(relay)));
+  await boss.work(Queues.purge, { batchSize: 1, perJobResults: true as const }, perJob(relay, Queues.purge, async () => {
+    await purgeRateLimits(relay.sql);
+    return purgeTasks(relay);
+  }));
   await boss.schedule(Queues.purge, '17 3 * * *');
 }

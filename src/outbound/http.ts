@@ -1,6 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { type AddressClass, type NetworkList, parseNetworks, refusalOf } from './address-policy.ts';
 
 /** One outbound HTTP call (a target dispatch, a poll or a webhook delivery). */
 export interface OutboundRequest {
@@ -50,37 +51,36 @@ const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const SENSITIVE_HEADER = /authorization|cookie|key|token|secret/i;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+function refusal(host: string, kind: AddressClass): NodeJS.ErrnoException {
+  // The class, not the resolved address: a client must not learn how internal names resolve.
+  const what = isIP(host) ? `${host} is a ${kind.replace('_', '-')} address` : `${host} resolves to a ${kind.replace('_', '-')} address`;
+  return Object.assign(new Error(`destination refused: ${what} (outside RELAY_ALLOWED_NETWORKS)`), { code: REFUSED });
+}
+
 /**
- * SSRF GUARD SEAM (DESIGN §7, a later issue): decide whether a resolved address
- * may be reached. Every connection passes through here — resolved names via
- * the lookup below, IP literals via the connector — at connect time, so DNS
- * rebinding cannot slip past. For now every address is allowed.
+ * The undici connector with the SSRF guard (DESIGN §7) applied to every address it would
+ * connect to: resolved names via the lookup, IP literals right here. It runs at connect time,
+ * on every connection and so on every redirect hop, so DNS rebinding cannot slip past: the
+ * address checked is the address connected to.
  */
-export function isAddressAllowed(_address: string, _allowedNetworks: string[]): boolean {
-  return true;
-}
-
-function refusal(host: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`address of ${host} is not allowed for outbound calls`), { code: REFUSED });
-}
-
-/** The undici connector with the guard applied to every address it would connect to. */
-function createGuardedConnector(allowedNetworks: string[]): buildConnector.connector {
+function createGuardedConnector(allowed: NetworkList): buildConnector.connector {
   const lookup = ((hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '', 0);
-      const allowed = addresses.filter((a) => isAddressAllowed(a.address, allowedNetworks));
-      if (allowed.length === 0) return callback(refusal(hostname), '', 0);
+      const permitted = addresses.filter((a) => refusalOf(a.address, allowed) === undefined);
+      if (permitted.length === 0) return callback(refusal(hostname, refusalOf(addresses[0]?.address ?? '', allowed) ?? 'invalid'), '', 0);
       // net.connect asks for all addresses when autoSelectFamily (happy eyeballs) is on.
-      if (options.all) return (callback as (e: null, a: LookupAddress[]) => void)(null, allowed);
-      callback(null, allowed[0].address, allowed[0].family);
+      if (options.all) return (callback as (e: null, a: LookupAddress[]) => void)(null, permitted);
+      callback(null, permitted[0].address, permitted[0].family);
     });
   }) as LookupFunction;
   const connect = buildConnector({ lookup });
   return (options, callback) => {
-    // net.connect skips the lookup for IP literals, so they are checked here.
+    // net.connect skips the lookup for IP literals, so they are checked here. WHATWG URL parsing
+    // has already turned decimal, octal and hex IPv4 forms into dotted quads.
     const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (isIP(host) && !isAddressAllowed(host, allowedNetworks)) return callback(refusal(host), null);
+    const refused = isIP(host) ? refusalOf(host, allowed) : undefined;
+    if (refused) return callback(refusal(host, refused), null);
     connect(options, callback);
   };
 }
@@ -90,7 +90,7 @@ function createGuardedConnector(allowedNetworks: string[]): buildConnector.conne
  * undici's own header/body timeouts are off: `timeoutMs` of each request governs.
  */
 export function createOutbound(opts: { allowedNetworks: string[]; userAgent?: string }): Outbound {
-  const agent = new Agent({ connect: createGuardedConnector(opts.allowedNetworks), headersTimeout: 0, bodyTimeout: 0 });
+  const agent = new Agent({ connect: createGuardedConnector(parseNetworks(opts.allowedNetworks)), headersTimeout: 0, bodyTimeout: 0 });
   const userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
 
   async function send(req: OutboundRequest): Promise<OutboundResult> {
@@ -109,6 +109,11 @@ export function createOutbound(opts: { allowedNetworks: string[]; userAgent?: st
     let body = method === 'GET' || method === 'HEAD' ? undefined : req.body;
     let headers = Object.keys(req.headers).some((name) => name.toLowerCase() === 'user-agent')
       ? { ...req.headers } : { ...req.headers, 'user-agent': userAgent };
+    // undici sends only the origin, so credentials in the URL become Basic auth, as curl does.
+    if ((url.username || url.password) && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) {
+      const basic = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+      headers = { ...headers, authorization: `Basic ${Buffer.from(basic).toString('base64')}` };
+    }
     try {
       for (let hop = 0; ; hop++) {
         const res = await agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers, body, signal: controller.signal });

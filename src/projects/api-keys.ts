@@ -1,4 +1,4 @@
-import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import { customAlphabet } from 'nanoid';
 import { apiKeys, projects } from '../../drizzle/schema.ts';
 import { sha256Hex } from '../callbacks/token.ts';
@@ -35,14 +35,23 @@ export async function listApiKeys(db: DbOrTx) {
   return db.select({ id: apiKeys.id, projectId: apiKeys.projectId, name: apiKeys.name, prefix: apiKeys.prefix, createdAt: apiKeys.createdAt, revokedAt: apiKeys.revokedAt }).from(apiKeys).orderBy(desc(apiKeys.createdAt));
 }
 
-/** Revokes a key by id; true if it was active. */
-export async function revokeApiKey(db: DbOrTx, id: string): Promise<boolean> {
+/**
+ * Revokes active keys named by their id (`key_…`), their listed prefix, or the full key itself.
+ * A prefix shared by several active keys revokes none: the operator must say which.
+ * Returns the ids revoked. Every route re-reads the key row except task creation, which re-checks
+ * it inside its INSERT (see the key cache), so the key is refused at once by every replica.
+ */
+export async function revokeApiKey(db: DbOrTx, ref: string): Promise<{ revoked: string[]; ambiguous?: number }> {
+  const match = or(eq(apiKeys.id, ref), eq(apiKeys.prefix, ref), eq(apiKeys.keyHash, sha256Hex(ref)));
+  const candidates = await db.select({ id: apiKeys.id }).from(apiKeys).where(and(match, isNull(apiKeys.revokedAt)));
+  if (candidates.length > 1) return { revoked: [], ambiguous: candidates.length };
+  if (candidates.length === 0) return { revoked: [] };
   const rows = await db
     .update(apiKeys)
     .set({ revokedAt: sql`now()` })
-    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .where(and(eq(apiKeys.id, candidates[0].id), isNull(apiKeys.revokedAt)))
     .returning({ id: apiKeys.id });
-  return rows.length > 0;
+  return { revoked: rows.map((r) => r.id) };
 }
 
 export async function countActiveKeys(db: DbOrTx): Promise<number> {

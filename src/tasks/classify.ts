@@ -15,7 +15,7 @@ export type TargetVerdict =
  */
 export function classifyTargetAnswer(answer: OutboundResult): TargetVerdict {
   if (!answer.ok) {
-    const code = answer.error.code === 'timeout' ? 'target_timeout' : answer.error.code === 'refused' ? 'target_refused' : 'target_unreachable';
+    const code = answer.error.code === 'timeout' ? 'target_timeout' : answer.error.code === 'refused' ? 'destination_refused' : 'target_unreachable';
     if (answer.error.code === 'invalid_url' || answer.error.code === 'refused') {
       return { kind: 'permanent', error: { code, message: answer.error.message } };
     }

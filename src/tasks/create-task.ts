@@ -9,8 +9,8 @@ import { lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
-import { redactHeaders } from './redact.ts';
 import { insertTaskStatements, type NewTask } from './insert-tasks.ts';
+import { redactHeaders, redactUrl } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
 
@@ -70,14 +70,15 @@ export async function createTask(
   const delayUntil = input.delayUntil ? new Date(input.delayUntil) : undefined;
   const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
   const fingerprint = idempotencyKey ? sha256Hex(canonicalJson(input)) : undefined;
+  const shownUrl = redactUrl(input.targetUrl);
 
   const values = {
     id: uuidv7(),
     status: delayed ? ('delayed' as const) : ('pending' as const),
-    targetUrl: input.targetUrl,
+    targetUrl: shownUrl,
     method: input.method,
     headersView: redactHeaders(headers),
-    requestSealed: sealRequest(relay.keyring, { headers, body, token }),
+    requestSealed: sealRequest(relay.keyring, { headers, body, token, ...(shownUrl !== input.targetUrl && { targetUrl: input.targetUrl }) }),
     waitForSignal: input.waitForSignal,
     maxWaitTime: input.maxWaitTime,
     timeout: input.timeout,

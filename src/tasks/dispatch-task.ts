@@ -11,7 +11,7 @@ import type { OutboundResult } from '../outbound/http.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
 import { notifyJob } from './finish-task.ts';
-import { openRequest } from './sealed-request.ts';
+import { openRequest, targetUrlOf } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 
 /** Up to this many redirects of a target call are followed (DESIGN §7). */
@@ -33,7 +33,7 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
   for (const [name, value] of Object.entries(request.headers)) headers[name] = substituteText(value, callbackUrl);
 
   const answer = await relay.outbound.send({
-    url: substituteUrl(task.targetUrl, callbackUrl),
+    url: substituteUrl(targetUrlOf(task, request), callbackUrl),
     method: task.method,
     headers,
     body: request.body === undefined ? undefined : substituteText(request.body, callbackUrl),

@@ -6,6 +6,8 @@ export interface SealedRequest {
   body?: string;
   /** The callback token, needed to substitute `{asyncqueue_callback_url}` at dispatch time. */
   token?: string;
+  /** The real target URL, present only when the row's `target_url` is redacted (credentials in it). */
+  targetUrl?: string;
 }
 
 export function sealRequest(keyring: Keyring, request: SealedRequest): string {
@@ -14,4 +16,9 @@ export function sealRequest(keyring: Keyring, request: SealedRequest): string {
 
 export function openRequest(keyring: Keyring, blob: string): SealedRequest {
   return JSON.parse(keyring.open(blob)) as SealedRequest;
+}
+
+/** The URL dispatch must call: the sealed one when the stored URL had credentials redacted. */
+export function targetUrlOf(row: { targetUrl: string }, request: SealedRequest): string {
+  return request.targetUrl ?? row.targetUrl;
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/context.ts';
@@ -39,6 +39,8 @@ export interface TestRelayOptions {
   env?: Record<string, string>;
   /** Reuse a database (restart tests); a fresh one is cloned otherwise. */
   database?: TestDatabase;
+  /** A logger to capture what the relay logs (default: silent unless TEST_LOG_LEVEL). */
+  log?: Logger;
 }
 
 /** The real relay (HTTP server, pg-boss workers, PostgreSQL) in this process, on a fresh database. */
@@ -57,11 +59,14 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     RELAY_WEBHOOK_SECRET: webhookSecret,
     RELAY_ENCRYPTION_KEY: encryptionKey,
     RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
+    // Every test speaks from 127.0.0.1 and many test bad callbacks: the rejection limit has
+    // its own test file (rate-limits.test.ts) and stays out of the others' way.
+    RELAY_CALLBACK_REJECT_LIMIT: '100000',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   });
   const running = await startRelay(config, {
-    log: pino({ level: config.logLevel }),
+    log: options.log ?? pino({ level: config.logLevel }),
     timings: { ...FAST_TIMINGS, ...options.timings },
     worker: { pollSeconds: 0.5, concurrency: 2 },
     poolSize: 10,

@@ -53,7 +53,7 @@ describe('classifyTargetAnswer', () => {
   test('network trouble and timeouts are retried; refused and invalid URLs are not', () => {
     assert.deepEqual(classifyTargetAnswer(failure('timeout')), { kind: 'retryable', error: { code: 'target_timeout', message: 'timeout happened' } });
     assert.deepEqual(classifyTargetAnswer(failure('network')), { kind: 'retryable', error: { code: 'target_unreachable', message: 'network happened' } });
-    assert.deepEqual(classifyTargetAnswer(failure('refused')), { kind: 'permanent', error: { code: 'target_refused', message: 'refused happened' } });
+    assert.deepEqual(classifyTargetAnswer(failure('refused')), { kind: 'permanent', error: { code: 'destination_refused', message: 'refused happened' } });
     const invalid = classifyTargetAnswer(failure('invalid_url'));
     assert.equal(invalid.kind, 'permanent');
     assert.equal(invalid.kind === 'permanent' && invalid.error.message, 'invalid_url happened');

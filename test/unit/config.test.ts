@@ -27,10 +27,16 @@ test('defaults for an empty environment (embedded mode)', () => {
     encryptionKeys: undefined,
     allowedNetworks: [],
     trustedProxies: [],
+    rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000 },
     role: 'all',
     dataDir: resolve('.relay'),
     logLevel: 'info',
   });
+});
+
+test('rate limits are read as integers, 0 turning one off', () => {
+  const { rateLimits } = loadConfig({ RELAY_RATE_LIMIT_WINDOW_SECONDS: '10', RELAY_CALLBACK_REJECT_LIMIT: '0', RELAY_CALLBACK_IP_CEILING: '50', RELAY_API_RATE_LIMIT: '7' });
+  assert.deepEqual(rateLimits, { windowSeconds: 10, callbackRejects: 0, callbackCeiling: 50, apiPerKey: 7 });
 });
 
 test('the public URL follows PORT by default and loses its trailing slash when given', () => {
@@ -88,6 +94,10 @@ test('every problem is listed at once, one line each, naming the variable', () =
     RELAY_ALLOWED_NETWORKS: '10.0.0.0/8,10.0.0.0/33',
     RELAY_TRUSTED_PROXIES: 'proxy.local',
     RELAY_ROLE: 'both',
+    RELAY_RATE_LIMIT_WINDOW_SECONDS: '0',
+    RELAY_CALLBACK_REJECT_LIMIT: '-1',
+    RELAY_CALLBACK_IP_CEILING: 'many',
+    RELAY_API_RATE_LIMIT: '1.5',
     LOG_LEVEL: 'loud',
   };
   const problems = problemsOf(env);

@@ -112,6 +112,15 @@ describe('send', () => {
     assert.match(result.error.message, /ECONNREFUSED/);
   });
 
+  test('userinfo in the URL is sent as Basic auth unless an Authorization header is given', async () => {
+    const { url, seen } = await serve((_req, res) => res.end());
+    const withUser = url.replace('http://', 'http://us%40er:p%3Ass@');
+    response(await outbound.send({ url: withUser, method: 'GET', headers: {}, timeoutMs: 5000 }));
+    assert.equal(seen.headers.authorization, `Basic ${Buffer.from('us@er:p:ss').toString('base64')}`);
+    response(await outbound.send({ url: withUser, method: 'GET', headers: { Authorization: 'Bearer own' }, timeoutMs: 5000 }));
+    assert.equal(seen.headers.authorization, 'Bearer own');
+  });
+
   test('only http(s) URLs are sent', async () => {
     for (const url of ['ftp://127.0.0.1/x', 'file:///etc/passwd', 'not a url']) {
       const result = await outbound.send({ url, method: 'GET', headers: {}, timeoutMs: 1000 });

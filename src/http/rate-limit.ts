@@ -1,0 +1,101 @@
+import type { Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import type { RateLimitConfig } from '../config.ts';
+import type { SharedCounter } from '../limits/rejection-counter.ts';
+import { createWindowCounter } from '../limits/window-counter.ts';
+import type { NetworkList } from '../outbound/address-policy.ts';
+import type { AuthEnv } from './auth.ts';
+import { clientIp, clientKey } from './client-ip.ts';
+import { problemBody } from './problem.ts';
+
+/** The answers DESIGN §5 counts as rejected callback attempts. */
+const REJECTED = new Set([400, 404, 409, 413]);
+const MAX_BLOCKED = 100_000;
+
+function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
+  return new Response(problemBody(429, 'rate_limited', detail, (c.get('requestId') as string | undefined) ?? ''), {
+    status: 429,
+    headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...extra },
+  });
+}
+
+export interface CallbackLimitDeps {
+  limits: RateLimitConfig;
+  trustedProxies: NetworkList;
+  /** The shared counter of rejected attempts (rate_limits table). */
+  rejections: SharedCounter;
+  onError: (err: unknown) => void;
+}
+
+/**
+ * The callback and signal limits (DESIGN §5), around the route:
+ *
+ * - A per-IP ceiling on every request, counted in this process's memory. It bounds the load one
+ *   address can put on a replica, which is a per-replica resource, and costs a Map lookup, so a
+ *   provider's valid callbacks pay no round trip for it. Behind a load balancer an address gets
+ *   at most replicas × ceiling in all; that is the price of keeping the hot path free of a write.
+ * - Rejected attempts (400/404/409/413) counted in PostgreSQL, shared by every replica: only a
+ *   rejection pays the extra upsert, so valid callbacks cost nothing. Past the limit a rejection
+ *   is answered 429 instead; a valid callback is still accepted (a provider's egress IP that
+ *   also sends some late or duplicate callbacks must not lose its good ones, and a 256-bit token
+ *   cannot be guessed anyway). Once this process has seen the limit passed it answers further
+ *   rejections from that address without the upsert until the window ends.
+ */
+export function callbackLimits({ limits, trustedProxies, rejections, onError }: CallbackLimitDeps) {
+  const windowMs = limits.windowSeconds * 1000;
+  const ceiling = createWindowCounter(windowMs);
+  const blockedUntil = new Map<string, number>();
+  return createMiddleware(async (c, next) => {
+    const key = clientKey(clientIp(c, trustedProxies));
+    if (limits.callbackCeiling > 0) {
+      const hit = ceiling.hit(key);
+      if (hit.count > limits.callbackCeiling) {
+        return tooMany(c, Math.max(1, Math.ceil((hit.resetAt - Date.now()) / 1000)), `More than ${limits.callbackCeiling} requests from this address in ${limits.windowSeconds} s`);
+      }
+    }
+    await next();
+    if (limits.callbackRejects === 0 || !REJECTED.has(c.res.status)) return;
+    // A 413's body was left unread: the replacement must still close the connection.
+    const extra: Record<string, string> = c.res.headers.get('connection') === 'close' ? { connection: 'close' } : {};
+    const detail = `More than ${limits.callbackRejects} rejected attempts from this address in ${limits.windowSeconds} s`;
+    const until = blockedUntil.get(key);
+    if (until !== undefined && until > Date.now()) {
+      c.res = tooMany(c, Math.max(1, Math.ceil((until - Date.now()) / 1000)), detail, extra);
+      return;
+    }
+    try {
+      const { hits, resetInSeconds } = await rejections.hit(`callback-reject:${key}`);
+      if (hits <= limits.callbackRejects) return;
+      if (blockedUntil.size >= MAX_BLOCKED) blockedUntil.clear();
+      blockedUntil.set(key, Date.now() + resetInSeconds * 1000);
+      c.res = tooMany(c, resetInSeconds, detail, extra);
+    } catch (err) {
+      // Fail open: a counter that cannot be written must not turn rejections into 500s.
+      onError(err);
+    }
+  });
+}
+
+/**
+ * The per-key limit of the authenticated API, with X-RateLimit-Limit/Remaining/Reset (Reset in
+ * Unix seconds) on every answer. Counted per process in memory: keys are few and known (this runs
+ * after authentication), and the create path must not pay a round trip for it. Behind a load
+ * balancer a key gets at most replicas × limit.
+ */
+export function apiKeyLimit(limits: RateLimitConfig) {
+  const counter = createWindowCounter(limits.windowSeconds * 1000);
+  return createMiddleware<AuthEnv>(async (c, next) => {
+    if (limits.apiPerKey === 0) return next();
+    const hit = counter.hit(c.get('keyHash'));
+    const headers = {
+      'x-ratelimit-limit': String(limits.apiPerKey),
+      'x-ratelimit-remaining': String(Math.max(0, limits.apiPerKey - hit.count)),
+      'x-ratelimit-reset': String(Math.ceil(hit.resetAt / 1000)),
+    };
+    if (hit.count > limits.apiPerKey) {
+      return tooMany(c, Math.max(1, Math.ceil((hit.resetAt - Date.now()) / 1000)), `More than ${limits.apiPerKey} requests with this API key in ${limits.windowSeconds} s`, headers);
+    }
+    for (const [name, value] of Object.entries(headers)) c.header(name, value);
+    await next();
+  });
+}

@@ -1,0 +1,111 @@
+/**
+ * Rate limits (DESIGN §5): rejected callback attempts per client IP, shared by two relays on one
+ * database; valid callbacks never throttled; the per-IP ceiling; the per-key API limit. Client
+ * addresses are told apart by X-Forwarded-For from a trusted proxy (127.0.0.0/8 here): the
+ * addresses in that header are only labels, no traffic goes to them.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { HttpFake } from '../fakes/http-fake.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { apiRequest, startTestRelay, type TestRelay } from '../helpers/relay.ts';
+
+let database: TestDatabase;
+let one: TestRelay;
+let two: TestRelay;
+let target: HttpFake;
+const LIMITS = { RELAY_CALLBACK_REJECT_LIMIT: '30', RELAY_TRUSTED_PROXIES: '127.0.0.0/8' };
+
+before(async () => {
+  database = await createTestDatabase('limits');
+  one = await startTestRelay({ database, env: LIMITS });
+  two = await startTestRelay({ database, env: { ...LIMITS, RELAY_ENCRYPTION_KEY: one.encryptionKey, RELAY_WEBHOOK_SECRET: one.webhookSecret } });
+  target = await HttpFake.start(() => ({ status: 202, body: { queued: true } }));
+});
+after(async () => {
+  await one.stop();
+  await two.stop();
+  await target.close();
+  await database.drop();
+});
+
+const fakeToken = (i: number) => i.toString(16).padStart(64, 'e');
+const from = (ip: string) => ({ 'x-forwarded-for': ip });
+
+function badCallback(relay: TestRelay, ip: string, i: number) {
+  return apiRequest(relay.baseUrl, 'POST', `/v1/callbacks/${fakeToken(i)}`, { status: 'OK' }, from(ip));
+}
+
+test('two relays on one database share one rejection count per client IP', async () => {
+  const ip = '198.51.100.1';
+  for (let i = 0; i < 20; i++) assert.equal((await badCallback(one, ip, i)).status, 404);
+  for (let i = 20; i < 28; i++) assert.equal((await badCallback(two, ip, i)).status, 404);
+  // A malformed signal is a rejection too (400), on either relay.
+  for (const relay of [one, two]) {
+    const signal = await apiRequest(relay.baseUrl, 'POST', `/v1/signals/${fakeToken(99)}`, { status: 'maybe' }, from(ip));
+    assert.equal(signal.status, 400);
+  }
+  // 30 rejections so far, 20 + 8 + 2, across both relays: the 31st is refused by whichever sees it.
+  const limited = await badCallback(two, ip, 31);
+  assert.equal(limited.status, 429);
+  assert.equal(limited.headers.get('content-type'), 'application/problem+json');
+  assert.equal(limited.body.code, 'rate_limited');
+  const retryAfter = Number(limited.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  assert.equal((await badCallback(one, ip, 32)).status, 429, 'the other relay counts the same window');
+  // Another client is not affected.
+  assert.equal((await badCallback(one, '198.51.100.99', 33)).status, 404);
+});
+
+test('50 valid callbacks from one IP are all accepted while its 40 bad ones are throttled after 30', async () => {
+  const ip = '198.51.100.2';
+  const tokens: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const created = await one.api('POST', '/v1/tasks', { targetUrl: `${target.url}/submit`, waitForSignal: true });
+    assert.equal(created.status, 201);
+    tokens.push(created.body.signalToken);
+  }
+  const valid: number[] = [];
+  const bad: number[] = [];
+  // Interleaved, alternating relays: 5 valid, 4 bad, repeated.
+  for (let round = 0; round < 10; round++) {
+    for (let k = 0; k < 5; k++) {
+      const relay = (round + k) % 2 === 0 ? one : two;
+      const token = tokens[round * 5 + k];
+      valid.push((await apiRequest(relay.baseUrl, 'POST', `/v1/callbacks/${token}`, { status: 'OK', n: round * 5 + k }, from(ip))).status);
+    }
+    for (let k = 0; k < 4; k++) bad.push((await badCallback(round % 2 === 0 ? two : one, ip, 1000 + round * 4 + k)).status);
+  }
+  assert.deepEqual(valid, Array(50).fill(200));
+  assert.deepEqual(bad, [...Array(30).fill(404), ...Array(10).fill(429)]);
+  // A provider repeating an accepted callback is answered 200 (a duplicate is not a rejection).
+  const repeat = await apiRequest(one.baseUrl, 'POST', `/v1/callbacks/${tokens[0]}`, { status: 'OK', n: 0 }, from(ip));
+  assert.equal(repeat.status, 200);
+});
+
+test('the per-IP ceiling and the per-key API limit, with their headers', async () => {
+  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '5', RELAY_API_RATE_LIMIT: '4', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+  try {
+    // Not behind a trusted proxy: X-Forwarded-For is ignored, so changing it does not help.
+    const statuses = [];
+    for (let i = 0; i < 7; i++) statuses.push((await badCallback(limited, `203.0.113.${i}`, i)).status);
+    assert.deepEqual(statuses, [404, 404, 404, 404, 404, 429, 429]);
+    const ceiling = await apiRequest(limited.baseUrl, 'POST', `/v1/signals/${fakeToken(1)}`, { status: 'completed' });
+    assert.equal(ceiling.status, 429);
+    assert.ok(Number(ceiling.headers.get('retry-after')) > 0);
+
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push(await limited.api('GET', '/v1/tasks'));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 429]);
+    assert.deepEqual(answers.map((a) => a.headers.get('x-ratelimit-remaining')), ['3', '2', '1', '0', '0']);
+    for (const a of answers) assert.equal(a.headers.get('x-ratelimit-limit'), '4');
+    const reset = Number(answers[0].headers.get('x-ratelimit-reset'));
+    assert.ok(reset > Date.now() / 1000 && reset <= Date.now() / 1000 + 3600, `reset ${reset}`);
+    assert.equal(answers[4].body.code, 'rate_limited');
+    assert.ok(Number(answers[4].headers.get('retry-after')) > 0);
+    // The limit is per key: an unauthenticated request is a 401, not a 429, and costs the key nothing.
+    assert.equal((await apiRequest(limited.baseUrl, 'GET', '/v1/tasks', undefined, { 'x-api-key': 'wrong-key-wrong-key' })).status, 401);
+  } finally {
+    await limited.stop();
+  }
+});

@@ -1,0 +1,156 @@
+/**
+ * Secrets at rest (DESIGN §7): after a full lifecycle, a dump of every table of the database,
+ * pg-boss's included, cast to text, holds no callback token, no API key, no provider credential
+ * and no signing secret; logs neither. Then the encryption key rotates and old blobs still open.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import pino from 'pino';
+import postgres from 'postgres';
+import { HttpFake } from '../fakes/http-fake.ts';
+import { Receiver } from '../fakes/receiver.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { apiRequest, startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
+
+const secret = (label: string) => `${label}_${randomBytes(12).toString('hex')}`;
+const CREDENTIALS = {
+  bearer: secret('bearer'),
+  apiKeyHeader: secret('xkey'),
+  cookie: secret('cookie'),
+  queryKey: secret('qkey'),
+  password: secret('pw'),
+};
+const oldKey = randomBytes(32).toString('base64');
+const newKey = randomBytes(32).toString('base64');
+const logLines: string[] = [];
+const logSink = new Writable({ write(chunk, _enc, done) { logLines.push(String(chunk)); done(); } });
+
+let database: TestDatabase;
+let relay: TestRelay;
+let provider: HttpFake;
+let receiver: Receiver;
+const tokens: string[] = [];
+let waitingId: string;
+
+before(async () => {
+  database = await createTestDatabase('secrets');
+  relay = await startTestRelay({ database, env: { RELAY_ENCRYPTION_KEY: `k1:${oldKey}` }, log: pino({ level: 'trace' }, logSink) });
+  provider = await HttpFake.start(() => ({ status: 202, body: { accepted: true } }));
+  receiver = await Receiver.start(relay.webhookSecret);
+});
+after(async () => {
+  await relay.stop();
+  await provider.close();
+  await receiver.close();
+  await database.drop();
+});
+
+function credentialedTask(path: string, extra: Record<string, unknown> = {}) {
+  return {
+    targetUrl: `http://u:${CREDENTIALS.password}@127.0.0.1:${provider.port}/${path}?api_key=${CREDENTIALS.queryKey}&cb={asyncqueue_callback_url}`,
+    headers: { Authorization: `Bearer ${CREDENTIALS.bearer}`, 'x-api-key': CREDENTIALS.apiKeyHeader, Cookie: CREDENTIALS.cookie, 'x-trace': 'visible' },
+    body: { prompt: 'hello', webhook: '{asyncqueue_callback_url}' },
+    onCompleteUrl: receiver.url,
+    ...extra,
+  };
+}
+
+async function dumpDatabase(): Promise<{ text: string; tables: string[] }> {
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const tables = await sql<{ schema: string; name: string }[]>`
+      select table_schema as schema, table_name as name from information_schema.tables
+      where table_type = 'BASE TABLE' and table_schema not in ('pg_catalog', 'information_schema')`;
+    const parts: string[] = [];
+    for (const t of tables) {
+      const rows = await sql.unsafe(`select t::text as row from "${t.schema}"."${t.name}" t`);
+      parts.push(...rows.map((r) => String(r.row)));
+    }
+    return { text: parts.join('\n'), tables: tables.map((t) => `${t.schema}.${t.name}`) };
+  } finally {
+    await sql.end();
+  }
+}
+
+test('the provider gets the real credentials; views show them redacted', async () => {
+  const created = await relay.api('POST', '/v1/tasks', credentialedTask('submit'), { 'idempotency-key': 'idem-1' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  tokens.push(created.body.signalToken);
+  const [submit] = await provider.waitForRequests(1, (r) => r.path === '/submit');
+  // An explicit Authorization header wins over the URL's userinfo (see the unit test for the other case).
+  assert.equal(submit.headers.authorization, `Bearer ${CREDENTIALS.bearer}`);
+  assert.equal(submit.headers['x-api-key'], CREDENTIALS.apiKeyHeader);
+  assert.equal(submit.url.searchParams.get('api_key'), CREDENTIALS.queryKey);
+  assert.match(submit.url.searchParams.get('cb') ?? '', new RegExp(`/v1/callbacks/${created.body.signalToken}$`));
+
+  const view = (await relay.api('GET', `/v1/tasks/${created.body.task.id}`)).body.task;
+  assert.deepEqual(view.headers, { Authorization: '[redacted]', 'x-api-key': '[redacted]', Cookie: '[redacted]', 'x-trace': 'visible', 'content-type': 'application/json' });
+  assert.equal(view.targetUrl, `http://[redacted]@127.0.0.1:${provider.port}/submit?api_key=[redacted]&cb={asyncqueue_callback_url}`);
+
+  // The provider calls back: completed, webhook delivered and verified.
+  await waitForStatus(relay, created.body.task.id, 'waiting');
+  const callback = await apiRequest(relay.baseUrl, 'POST', `/v1/callbacks/${created.body.signalToken}`, { status: 'OK' });
+  assert.equal(callback.status, 200);
+  const [delivery] = await receiver.waitForDeliveries(created.body.task.id);
+  assert.ok(delivery.payload, delivery.verifyError);
+  assert.equal((delivery.payload.task as any).targetUrl, view.targetUrl);
+
+  // Another one left waiting (its token still live), and one delayed for long after this test.
+  const waiting = await relay.api('POST', '/v1/tasks', credentialedTask('waiting'));
+  tokens.push(waiting.body.signalToken);
+  waitingId = waiting.body.task.id;
+  await waitForStatus(relay, waitingId, 'waiting');
+  const delayed = await relay.api('POST', '/v1/tasks', credentialedTask('delayed', { delayUntil: new Date(Date.now() + 3_600_000).toISOString() }));
+  tokens.push(delayed.body.signalToken);
+  assert.equal(delayed.body.task.status, 'delayed');
+});
+
+test('a dump of every table, pg-boss included, holds no token, key or credential', async () => {
+  const { text, tables } = await dumpDatabase();
+  assert.ok(tables.includes('public.tasks') && tables.includes('pgboss.job'), tables.join(', '));
+  assert.ok(text.includes(waitingId), 'the dump does contain the tasks');
+  assert.ok(text.includes('task.dispatch'), 'the dump does contain pg-boss jobs');
+  assert.ok(text.includes('[redacted]'));
+  const forbidden: Record<string, string> = {
+    ...CREDENTIALS,
+    apiKey: relay.apiKey,
+    webhookSecret: relay.webhookSecret,
+    webhookSecretBody: relay.webhookSecret.slice('whsec_'.length),
+    encryptionKey: oldKey,
+    ...Object.fromEntries(tokens.map((t, i) => [`token${i}`, t])),
+  };
+  assert.equal(tokens.length, 3);
+  for (const [what, value] of Object.entries(forbidden)) {
+    assert.ok(!text.includes(value), `${what} appears in the database dump`);
+    assert.ok(!logLines.join('').includes(value), `${what} appears in the logs`);
+  }
+});
+
+test('after rotating the key (new first, old kept) old blobs open and new ones use the new key', async () => {
+  await relay.stop();
+  relay = await startTestRelay({
+    database,
+    env: { RELAY_ENCRYPTION_KEY: `k2:${newKey},k1:${oldKey}`, RELAY_WEBHOOK_SECRET: relay.webhookSecret },
+  });
+  // The waiting task's view opens its k1 body; its signal completes it and the webhook is signed
+  // with the project secret sealed under k1.
+  const view = (await relay.api('GET', `/v1/tasks/${waitingId}`)).body.task;
+  assert.equal(view.body, '{"prompt":"hello","webhook":"{asyncqueue_callback_url}"}');
+  const signal = await apiRequest(relay.baseUrl, 'POST', `/v1/signals/${tokens[1]}`, { status: 'completed', result: 'done' });
+  assert.equal(signal.status, 200, JSON.stringify(signal.body));
+  const [delivery] = await receiver.waitForDeliveries(waitingId);
+  assert.ok(delivery.payload, delivery.verifyError);
+
+  const fresh = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/fresh`, headers: { authorization: 'Bearer x' } });
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql<{ id: string; sealed: string }[]>`select id, request_sealed as sealed from tasks`;
+    const kids = new Map(rows.map((r) => [r.id, r.sealed.split('.')[1]]));
+    assert.equal(kids.get(fresh.body.task.id), 'k2');
+    assert.equal(kids.get(waitingId), 'k1');
+  } finally {
+    await sql.end();
+  }
+});
