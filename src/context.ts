@@ -7,6 +7,7 @@ import type { Wake } from './db/pipeline.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { Keyring } from './secrets/keyring.ts';
+import type { DispatchOutcome } from './tasks/dispatch-task.ts';
 import type { NewTask } from './tasks/insert-tasks.ts';
 
 /**
@@ -29,6 +30,8 @@ export interface Relay {
   writeTask: (task: NewTask) => Promise<TaskRow>;
   /** Claims a task for a dispatch attempt (null: nothing to dispatch); claims made together share one statement. */
   claimTask: (taskId: string) => Promise<TaskRow | null>;
+  /** Writes what a dispatch attempt's answer changes; outcomes recorded together share a transaction. */
+  recordOutcome: (outcome: DispatchOutcome) => Promise<void>;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
   deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }

@@ -16,7 +16,7 @@ import { createOutbound } from './outbound/http.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
-import { createDispatchClaimer } from './tasks/dispatch-task.ts';
+import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
 import { createTaskWriter } from './tasks/insert-tasks.ts';
 
 export interface StartOptions {
@@ -105,6 +105,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       ...base,
       writeTask: createTaskWriter(base),
       claimTask: createDispatchClaimer(base.sql),
+      recordOutcome: createOutcomeRecorder(base),
       deliverPromptly: createPromptDelivery(base),
     };
     if (runsWorker) await startWorker(relay, boss, options.worker);

@@ -86,27 +86,32 @@ export function insertTasks(batch: TaskInsert[]): Statement {
   return { text: INSERT_TASKS, params: [JSON.stringify(rows)] };
 }
 
-const TRANSITION = `
-  with changed as (
+const TRANSITIONS = `
+  with input as (
+    select * from jsonb_to_recordset($1::jsonb) as t(task_id uuid, from_statuses text[], to_status text,
+      set_result boolean, result jsonb, set_error boolean, error jsonb, set_retry_count integer,
+      callback_body_hash text, retry_count integer, events jsonb, events_if_missed jsonb)
+  ), changed as (
     update tasks set
-      status = $3,
-      result = case when $4::boolean then $5::jsonb else result end,
-      error = case when $6::boolean then $7::jsonb else error end,
-      retry_count = coalesce($8::integer, retry_count),
-      callback_body_hash = coalesce($9::text, callback_body_hash),
-      completed_at = case when $3 in ${TERMINAL} then now() else completed_at end,
-      delivery_status = case when $3 in ${TERMINAL} then (case when on_complete_url is not null then 'pending' end) else delivery_status end,
-      delivery_attempts = case when $3 in ${TERMINAL} then 0 else delivery_attempts end,
+      status = i.to_status,
+      result = case when i.set_result then i.result else tasks.result end,
+      error = case when i.set_error then i.error else tasks.error end,
+      retry_count = coalesce(i.set_retry_count, tasks.retry_count),
+      callback_body_hash = coalesce(i.callback_body_hash, tasks.callback_body_hash),
+      completed_at = case when i.to_status in ${TERMINAL} then now() else tasks.completed_at end,
+      delivery_status = case when i.to_status in ${TERMINAL} then (case when tasks.on_complete_url is not null then 'pending' end) else tasks.delivery_status end,
+      delivery_attempts = case when i.to_status in ${TERMINAL} then 0 else tasks.delivery_attempts end,
       updated_at = now()
-    where id = $1 and status = any($2::text[]) and ($10::integer is null or retry_count = $10)
-    returning *
+    from input i
+    where tasks.id = i.task_id and tasks.status = any(i.from_statuses) and (i.retry_count is null or tasks.retry_count = i.retry_count)
+    returning tasks.*
   ), recorded as (
     insert into task_events (task_id, type, data)
-    select changed.id, e->>'type', e->'data' from changed, jsonb_array_elements($11::jsonb) e
+    select changed.id, e->>'type', e->'data' from changed join input i on i.task_id = changed.id, jsonb_array_elements(i.events) e
   ), missed as (
     insert into task_events (task_id, type, data)
-    select $1, e->>'type', e->'data' from jsonb_array_elements($12::jsonb) e
-    where not exists (select 1 from changed)
+    select i.task_id, e->>'type', e->'data' from input i, jsonb_array_elements(i.events_if_missed) e
+    where not exists (select 1 from changed where changed.id = i.task_id)
   )
   select * from changed`;
 
@@ -134,26 +139,37 @@ export interface Transition {
  * delivery; the caller enqueues the delivery job in the same transaction.
  */
 export function transition(t: Transition): Statement {
-  const events = [...(t.events ?? [])];
-  const from = t.from.length === 1 ? t.from[0] : undefined;
-  if (from !== t.to) events.push({ type: 'status.changed', data: { ...(from ? { from } : {}), to: t.to } });
-  return {
-    text: TRANSITION,
-    params: [
-      t.taskId,
-      t.from,
-      t.to,
-      t.result !== undefined,
-      t.result === undefined || t.result === null ? null : JSON.stringify(t.result),
-      t.error !== undefined,
-      t.error === undefined || t.error === null ? null : JSON.stringify(t.error),
-      t.setRetryCount ?? null,
-      t.callbackBodyHash ?? null,
-      t.retryCount ?? null,
-      eventsParam(events),
-      eventsParam(t.eventsIfMissed ?? []),
-    ],
-  };
+  return transitions([t]);
+}
+
+/**
+ * Several compare-and-sets in one statement (each as `transition` describes; rows come back for
+ * those whose guard held). A task may appear only once: an UPDATE changes a row once per
+ * statement, so a second change of the same task would be lost, not refused.
+ */
+export function transitions(ts: Transition[]): Statement {
+  if (new Set(ts.map((t) => t.taskId)).size !== ts.length) throw new Error('transitions: a task appears twice');
+  const rows = ts.map((t) => {
+    const events = [...(t.events ?? [])];
+    const from = t.from.length === 1 ? t.from[0] : undefined;
+    if (from !== t.to) events.push({ type: 'status.changed', data: { ...(from ? { from } : {}), to: t.to } });
+    return {
+      task_id: t.taskId,
+      from_statuses: t.from,
+      to_status: t.to,
+      // Absent keys are SQL NULL; a JSON null would be stored as the jsonb value null.
+      set_result: t.result !== undefined,
+      result: t.result ?? undefined,
+      set_error: t.error !== undefined,
+      error: t.error ?? undefined,
+      set_retry_count: t.setRetryCount ?? null,
+      callback_body_hash: t.callbackBodyHash ?? null,
+      retry_count: t.retryCount ?? null,
+      events: events.map((e) => ({ type: e.type, data: e.data ?? {} })),
+      events_if_missed: (t.eventsIfMissed ?? []).map((e) => ({ type: e.type, data: e.data ?? {} })),
+    };
+  });
+  return { text: TRANSITIONS, params: [JSON.stringify(rows)] };
 }
 
 const LOCK_BY_ID = `select * from tasks where id = $1 for update`;

@@ -1,16 +1,16 @@
+import type { JobInsert, PgBoss } from 'pg-boss';
 import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { createBatcher } from '../db/batcher.ts';
-import { foldJob, jobStatement, type Statement, transact } from '../db/pipeline.ts';
+import { foldJob, jobsStatement, type Statement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { claimForDispatch, transition } from '../db/task-sql.ts';
-import { Queues } from '../jobs/queues.ts';
+import { claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
+import { type NotifyJob, type QueueName, Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
-import { notifyJob } from './finish-task.ts';
 import { openRequest, targetUrlOf } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 
@@ -40,7 +40,7 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
     timeoutMs: task.timeout * 1000,
     maxRedirects: MAX_TARGET_REDIRECTS,
   });
-  await recordOutcome(relay, task, answer, classifyTargetAnswer(answer));
+  await relay.recordOutcome(outcomeOf(relay, task, answer, classifyTargetAnswer(answer)));
 }
 
 /**
@@ -73,13 +73,19 @@ function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {
   };
 }
 
+/** What an attempt's answer changes: one compare-and-set, and the job that follows it, if any. */
+export interface DispatchOutcome {
+  change: Transition;
+  job?: { queue: QueueName; insert: JobInsert };
+}
+
 /**
  * What to write once the attempt's answer is in. Each outcome is one compare-and-set on
  * (status processing, this attempt's retry count): if a callback, a cancel or a duplicate job
  * moved the task on meanwhile, the guard fails, only the late answer is recorded, and the job
  * enqueued beside it finds nothing to do (a deadline or delivery job checks the task first).
  */
-async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<Statement[]> {
+function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): DispatchOutcome {
   const attempt = attemptEvent(task, answer);
   const guard = {
     taskId: task.id,
@@ -87,40 +93,61 @@ async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundRe
     retryCount: task.retryCount,
     eventsIfMissed: [attempt, { type: 'dispatch.late_response' as const, data: {} }],
   };
-  const withNotify = async (change: Statement): Promise<Statement[]> =>
-    task.onCompleteUrl ? foldJob(change, await notifyJob(relay, task.id, task.deliveryGeneration)) : [change];
+  const finished = (change: Transition): DispatchOutcome => ({
+    change,
+    job: task.onCompleteUrl
+      ? { queue: Queues.notify, insert: { data: { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 } satisfies NotifyJob } }
+      : undefined,
+  });
 
   if (verdict.kind === 'success' && task.callbackHash) {
-    return foldJob(
+    return {
       // A successful submit after retries: the earlier attempt's error is history (timeline), not the task's.
-      transition({ ...guard, to: 'waiting', error: null, events: [attempt] }),
-      await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: task.maxWaitTime }),
-    );
+      change: { ...guard, to: 'waiting', error: null, events: [attempt] },
+      job: { queue: Queues.deadline, insert: { data: { taskId: task.id }, startAfter: task.maxWaitTime } },
+    };
   }
   if (verdict.kind === 'success') {
-    return withNotify(transition({ ...guard, to: 'completed', result: verdict.response, error: null, events: [attempt] }));
+    return finished({ ...guard, to: 'completed', result: verdict.response, error: null, events: [attempt] });
   }
   if (verdict.kind === 'retryable' && task.retryCount < task.maxRetries) {
     const retry = task.retryCount + 1;
     const delayMs = retryDelayMs(task.retryBackoff, retry, verdict.retryAfterMs, relay.timings.backoffScale);
-    return foldJob(
-      transition({
+    return {
+      change: {
         ...guard,
         to: 'processing',
         setRetryCount: retry,
         error: verdict.error,
         events: [attempt, { type: 'dispatch.retry_scheduled', data: { retry, delayMs } }],
-      }),
-      await jobStatement(relay.boss, Queues.dispatch, { taskId: task.id }, {
-        priority: task.priority,
-        startAfter: new Date(Date.now() + delayMs),
-        expireInSeconds: task.timeout + 60,
-      }),
-    );
+      },
+      job: {
+        queue: Queues.dispatch,
+        insert: { data: { taskId: task.id }, priority: task.priority, startAfter: new Date(Date.now() + delayMs), expireInSeconds: task.timeout + 60 },
+      },
+    };
   }
-  return withNotify(transition({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] }));
+  return finished({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] });
 }
 
-async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<void> {
-  await transact(relay.sql, await outcomeStatements(relay, task, answer, verdict));
+/**
+ * Writes dispatch outcomes; those recorded together are one transaction of one statement per
+ * kind of follow-up job (the transitions of a kind, folded with their jobs). A task appears once
+ * per batch (its claim and its attempt are one job), else `transitions` refuses the batch and
+ * each outcome is written alone.
+ */
+export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss }): (outcome: DispatchOutcome) => Promise<void> {
+  const write = async (outcomes: DispatchOutcome[]): Promise<void[]> => {
+    const byQueue = new Map<QueueName | undefined, DispatchOutcome[]>();
+    for (const o of outcomes) byQueue.set(o.job?.queue, [...(byQueue.get(o.job?.queue) ?? []), o]);
+    const statements: Statement[] = [];
+    for (const [queue, group] of byQueue) {
+      const change = transitions(group.map((o) => o.change));
+      if (!queue) statements.push(change);
+      else statements.push(...foldJob(change, await jobsStatement(deps.boss, queue, group.map((o) => o.job!.insert))));
+    }
+    await transact(deps.sql, statements);
+    return outcomes.map(() => undefined);
+  };
+  return createBatcher({ many: write, one: async (o) => void (await write([o])), maxInFlight: 4, maxBatch: 64 });
 }

@@ -1,0 +1,78 @@
+/**
+ * Compare-and-set transitions are written several to a statement (db/task-sql.ts `transitions`,
+ * tasks/dispatch-task.ts `createOutcomeRecorder`). Each guard holds or fails on its own.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import postgres from 'postgres';
+import { transact } from '../../src/db/pipeline.ts';
+import { transitions } from '../../src/db/task-sql.ts';
+import { Queues } from '../../src/jobs/queues.ts';
+import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
+
+let relay: TestRelay;
+let sql: postgres.Sql;
+before(async () => {
+  relay = await startTestRelay({ env: { RELAY_ROLE: 'api' } }); // no worker: tasks stay where the test puts them
+  sql = postgres(relay.database.url, { max: 2, onnotice: () => {} });
+});
+after(async () => {
+  await sql.end();
+  await relay.stop();
+});
+
+async function pendingTask(): Promise<string> {
+  const answer = await relay.api('POST', '/v1/tasks', { targetUrl: 'http://127.0.0.1:9/run', onCompleteUrl: 'http://127.0.0.1:9/hook' });
+  assert.equal(answer.status, 201);
+  return answer.body.task.id;
+}
+const eventsOf = async (id: string) => (await sql`select type, data from task_events where task_id = ${id} order by id`).map((e) => [e.type, e.data]);
+
+test('one statement, two guards: the one that holds changes its task, the other records its miss', async () => {
+  const [a, b] = [await pendingTask(), await pendingTask()];
+  const [rows] = await transact(relay.running.relay.sql, [
+    transitions([
+      { taskId: a, from: ['pending'], to: 'failed', error: { code: 'target_rejected', message: 'no' }, result: null, events: [{ type: 'dispatch.attempt', data: { attempt: 1 } }] },
+      { taskId: b, from: ['waiting'], to: 'completed', eventsIfMissed: [{ type: 'dispatch.late_response', data: {} }] },
+    ]),
+  ]);
+  assert.deepEqual(rows.map((r) => r.id), [a]);
+  const [ta] = await sql`select status, error, result is null as no_result, delivery_status, completed_at is not null as done from tasks where id = ${a}`;
+  assert.deepEqual(ta, { status: 'failed', error: { code: 'target_rejected', message: 'no' }, no_result: true, delivery_status: 'pending', done: true });
+  const [tb] = await sql`select status, completed_at from tasks where id = ${b}`;
+  assert.deepEqual(tb, { status: 'pending', completed_at: null });
+  assert.deepEqual((await eventsOf(a)).slice(1), [['dispatch.attempt', { attempt: 1 }], ['status.changed', { from: 'pending', to: 'failed' }]]);
+  assert.deepEqual((await eventsOf(b)).slice(1), [['dispatch.late_response', {}]]);
+});
+
+test('error: null clears the column to SQL NULL; leaving it out keeps it', async () => {
+  const id = await pendingTask();
+  await sql`update tasks set error = '{"code":"x","message":"y"}' where id = ${id}`;
+  await transact(relay.running.relay.sql, [transitions([{ taskId: id, from: ['pending'], to: 'processing' }])]);
+  assert.equal((await sql`select error->>'code' as code from tasks where id = ${id}`)[0].code, 'x');
+  await transact(relay.running.relay.sql, [transitions([{ taskId: id, from: ['processing'], to: 'waiting', error: null }])]);
+  assert.equal((await sql`select error is null as cleared from tasks where id = ${id}`)[0].cleared, true);
+});
+
+test('a task may appear only once in a statement', () => {
+  const id = '00000000-0000-7000-8000-000000000001';
+  assert.throws(() => transitions([{ taskId: id, from: ['pending'], to: 'processing' }, { taskId: id, from: ['processing'], to: 'waiting' }]), /appears twice/);
+});
+
+test('outcomes recorded together: each task gets its change and its own follow-up job', async () => {
+  const [w, c, f] = [await pendingTask(), await pendingTask(), await pendingTask()];
+  await sql`update tasks set status = 'processing' where id = any(${[w, c, f]}::uuid[])`;
+  const record = relay.running.relay.recordOutcome;
+  await Promise.all([
+    record({ change: { taskId: w, from: ['processing'], to: 'waiting' }, job: { queue: Queues.deadline, insert: { data: { taskId: w }, startAfter: 600 } } }),
+    record({ change: { taskId: c, from: ['processing'], to: 'completed' }, job: { queue: Queues.notify, insert: { data: { taskId: c, generation: 0, attempt: 1 } } } }),
+    record({ change: { taskId: f, from: ['processing'], to: 'failed' } }),
+  ]);
+  const statuses = await sql`select id, status from tasks where id = any(${[w, c, f]}::uuid[])`;
+  assert.deepEqual(Object.fromEntries(statuses.map((r) => [r.id, r.status])), { [w]: 'waiting', [c]: 'completed', [f]: 'failed' });
+  const jobs = await sql`select name, data->>'taskId' as task_id, start_after > now() + interval '500 seconds' as later from pgboss.job where data->>'taskId' = any(${[w, c, f]}) and name <> ${Queues.dispatch} order by name`;
+  assert.deepEqual([...jobs], [
+    { name: Queues.deadline, task_id: w, later: true },
+    { name: Queues.notify, task_id: c, later: false },
+  ]);
+});
