@@ -25,6 +25,8 @@ export interface Config {
   trustedProxies: string[];
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';
+  /** RELAY_FAL_JWKS_URL: where fal publishes its webhook verification keys (Ed25519 JWKS). */
+  falJwksUrl: string;
   /** RELAY_DATA_DIR, absolute; default ./.relay (embedded PostgreSQL, generated keys). */
   dataDir: string;
   /** LOG_LEVEL, default info. */
@@ -90,6 +92,8 @@ const Env = z.object({
   RELAY_ALLOWED_NETWORKS: cidrList.optional(),
   RELAY_TRUSTED_PROXIES: cidrList.optional(),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
+  RELAY_FAL_JWKS_URL: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
+    .default('https://rest.fal.ai/.well-known/jwks.json'),
   RELAY_DATA_DIR: z.string().default('.relay'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
     'must be one of fatal, error, warn, info, debug, trace, silent').default('info'),
@@ -128,6 +132,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     allowedNetworks: e.RELAY_ALLOWED_NETWORKS ?? [],
     trustedProxies: e.RELAY_TRUSTED_PROXIES ?? [],
     role: e.RELAY_ROLE,
+    falJwksUrl: e.RELAY_FAL_JWKS_URL,
     dataDir: resolve(e.RELAY_DATA_DIR),
     logLevel: e.LOG_LEVEL,
   };

@@ -24,6 +24,8 @@ export interface Relay {
   timings: Timings;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
+  /** Where fal's webhook verification keys are published (RELAY_FAL_JWKS_URL). */
+  falJwksUrl: string;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
   deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }
@@ -41,6 +43,13 @@ export interface Timings {
    * it only acts if the prompt attempt never ran, so it must exceed one attempt's timeout.
    */
   promptFallbackSeconds: number;
+  /** Multiplier of poll intervals and poll backoff (1 in production; a provider's Retry-After is never scaled). */
+  pollScale: number;
+  /**
+   * Fallback poll of a task that waits for a callback (webhooks are best-effort): the first poll
+   * after the first step, then each next step, the last repeating. Scaled by pollScale.
+   */
+  fallbackPollSeconds: number[];
 }
 
 export const PRODUCTION_TIMINGS: Timings = {
@@ -48,4 +57,6 @@ export const PRODUCTION_TIMINGS: Timings = {
   deliveryTimeoutMs: 15_000,
   backoffScale: 1,
   promptFallbackSeconds: 30,
+  pollScale: 1,
+  fallbackPollSeconds: [30, 60, 120, 300],
 };

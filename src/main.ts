@@ -96,6 +96,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       outbound,
       log,
       publicUrl: config.publicUrl,
+      falJwksUrl: config.falJwksUrl,
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
       wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
     };

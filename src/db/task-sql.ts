@@ -28,11 +28,11 @@ const INSERT_TASK = `
   with task as (
     insert into tasks (id, project_id, status, target_url, method, headers_view, request_sealed, wait_for_signal,
       max_wait_time, timeout, max_retries, retry_backoff, delay_until, priority, on_complete_url, metadata,
-      callback_hash, idempotency_key, idempotency_fingerprint)
+      callback_hash, idempotency_key, idempotency_fingerprint, provider, poll_config, callback_rules)
     -- project_id comes from the caller's key, read here: a key revoked a moment ago leaves it
     -- null, the NOT NULL constraint fails the whole transaction, and the caller answers 401.
     values ($1, (select project_id from api_keys where key_hash = $2 and revoked_at is null), $3, $4, $5, $6::jsonb, $7,
-      $8, $9, $10, $11, $12, $13::timestamptz, $14, $15, $16::jsonb, $17, $18, $19)
+      $8, $9, $10, $11, $12, $13::timestamptz, $14, $15, $16::jsonb, $17, $18, $19, $21, $22::jsonb, $23::jsonb)
     returning *
   ), created as (
     insert into task_events (task_id, type, data)
@@ -68,6 +68,9 @@ export function insertTask(keyHash: string, values: Omit<typeof tasks.$inferInse
       values.idempotencyKey ?? null,
       values.idempotencyFingerprint ?? null,
       eventsParam(events),
+      values.provider ?? null,
+      values.pollConfig ? JSON.stringify(values.pollConfig) : null,
+      values.callbackRules ? JSON.stringify(values.callbackRules) : null,
     ],
   };
 }
@@ -213,13 +216,15 @@ const CONSUME_CALLBACK = `
       delivery_attempts = 0,
       updated_at = now()
     from found
-    where tasks.id = found.id and found.callback_body_hash is null
+    where tasks.id = found.id and found.callback_body_hash is null and found.callback_rules is null
       and found.status in ('pending', 'processing', 'waiting', 'polling')
     returning tasks.*
   ), outcome as (
     select found.id, found.status as prior_status,
       case
         when exists (select 1 from accepted) then 'accepted'
+        -- A task with callback rules (preset, classification, signature) is decided in code: no writes here.
+        when found.callback_rules is not null then 'classify'
         when found.callback_body_hash = $2 then 'duplicate'
         when found.status in ('timeout', 'cancelled') then 'late'
         else 'conflict'
@@ -244,7 +249,7 @@ const CONSUME_CALLBACK = `
  * A provider's callback, decided and written in one statement under the row lock: accept it
  * (complete the task with the body as its result, consume the token), or record it as a
  * duplicate, a late arrival or a conflict. Returns `outcome` plus the task row as it now is;
- * no row for an unknown token.
+ * no row for an unknown token. A task with callback rules comes back as `classify`, unchanged.
  */
 export function consumeCallback(args: {
   tokenHash: string;

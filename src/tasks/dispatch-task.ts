@@ -6,6 +6,7 @@ import { toTaskRow } from '../db/rows.ts';
 import { claimForDispatch as claimStatement, transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
+import { startPollingStatements } from '../providers/poll-start.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
 import { notifyJob } from './finish-task.ts';
@@ -80,6 +81,7 @@ async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundRe
   const withNotify = async (change: Statement): Promise<Statement[]> =>
     task.onCompleteUrl ? foldJob(change, await notifyJob(relay, task.id, task.deliveryGeneration)) : [change];
 
+  if (verdict.kind === 'success' && task.pollConfig) return startPollingStatements(relay, task, verdict.response, guard, attempt);
   if (verdict.kind === 'success' && task.callbackHash) {
     return foldJob(
       // A successful submit after retries: the earlier attempt's error is history (timeline), not the task's.

@@ -6,6 +6,8 @@ export interface SealedRequest {
   body?: string;
   /** The callback token, needed to substitute `{asyncqueue_callback_url}` at dispatch time. */
   token?: string;
+  /** The provider's standard-webhooks secret, when the task requires signed callbacks. */
+  callbackSecret?: string;
 }
 
 export function sealRequest(keyring: Keyring, request: SealedRequest): string {

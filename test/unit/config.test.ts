@@ -28,6 +28,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     allowedNetworks: [],
     trustedProxies: [],
     role: 'all',
+    falJwksUrl: 'https://rest.fal.ai/.well-known/jwks.json',
     dataDir: resolve('.relay'),
     logLevel: 'info',
   });
