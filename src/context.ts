@@ -6,6 +6,7 @@ import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
+import type { SignatureCheck } from './providers/verify-signature.ts';
 import type { Keyring } from './secrets/keyring.ts';
 
 /**
@@ -24,8 +25,8 @@ export interface Relay {
   timings: Timings;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
-  /** Where fal's webhook verification keys are published (RELAY_FAL_JWKS_URL). */
-  falJwksUrl: string;
+  /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */
+  verifyFal: (headers: Record<string, string>, body: Uint8Array) => Promise<SignatureCheck>;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
   deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }
