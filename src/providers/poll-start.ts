@@ -26,6 +26,11 @@ export function firstPollDelayMs(relay: Relay, config: PollConfig, schedule: Pro
   return seconds * 1000 * relay.timings.pollScale;
 }
 
+/** A poll job may make two calls (status, then result) of up to `timeout` each before it is presumed dead. */
+export function pollJobOptions(task: TaskRow, delayMs: number) {
+  return { startAfter: new Date(Date.now() + delayMs), expireInSeconds: task.timeout * 2 + 60 };
+}
+
 /**
  * The submit of a task with a pollConfig answered 2xx: resolve the poll (and result, cancel) URLs
  * from that answer, move the task to `polling` (or `waiting`, when a callback is also expected)
@@ -70,6 +75,6 @@ export async function startPollingStatements(
       transition({ ...guard, to: status, error: null, events: [attempt, { type: 'poll.started', data: { url: job.pollUrl, schedule, firstInMs: Math.round(delayMs) } }] }),
       await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: deadlineSeconds }),
     ),
-    ...foldJob(startPolling(task.id, job, status), await jobStatement(relay.boss, Queues.poll, first, { startAfter: new Date(Date.now() + delayMs) })),
+    ...foldJob(startPolling(task.id, job, status), await jobStatement(relay.boss, Queues.poll, first, pollJobOptions(task, delayMs))),
   ];
 }

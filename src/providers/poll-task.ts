@@ -14,7 +14,7 @@ import { parseJsonBody, renderTemplate } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from './poll-sql.ts';
 import { countPoll } from './poll-sql.ts';
-import { isHttpUrl } from './poll-start.ts';
+import { isHttpUrl, pollJobOptions } from './poll-start.ts';
 import { judgePoll, judgeResultFetch, type PollVerdict, resultOf } from './poll-verdict.ts';
 
 /** Longest own backoff between two polls after repeated 429/5xx. */
@@ -102,6 +102,6 @@ async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provi
     // Past the deadline no poll is scheduled: the deadline job ends the task as `timeout`.
     if (nextAt >= Date.parse(provider.deadline)) return { statements: [counted], done: () => undefined };
     const next: PollJob = { taskId: task.id, poll: job.poll + 1, errors: verdict.kind === 'backoff' ? job.errors + 1 : 0 };
-    return { statements: foldJob(counted, await jobStatement(relay.boss, Queues.poll, next, { startAfter: new Date(nextAt) })), done: () => undefined };
+    return { statements: foldJob(counted, await jobStatement(relay.boss, Queues.poll, next, pollJobOptions(task, delayMs))), done: () => undefined };
   });
 }

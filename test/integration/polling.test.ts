@@ -175,3 +175,41 @@ test('template values are percent-encoded inside a URL: an id cannot add path se
   const poll = custom.requests.find((r) => r.method === 'GET' && r.url.pathname.startsWith('/status/..'));
   assert.equal(poll?.url.pathname, '/status/..%2Fadmin%3Fx%3D1');
 });
+
+test('GET /v1/providers lists every preset with its full pollConfig, callback placement and cancel', async () => {
+  const answer = await fetch(`${relay.baseUrl}/v1/providers`);
+  assert.equal(answer.status, 200);
+  const { providers } = (await answer.json()) as { providers: any[] };
+  assert.deepEqual(providers.map((p) => p.id), ['fal', 'replicate', 'runwayml', 'luma', 'stability-video', 'elevenlabs-dubbing']);
+  const byId = Object.fromEntries(providers.map((p) => [p.id, p]));
+  assert.deepEqual(byId.fal.callback, {
+    placement: { in: 'query', name: 'fal_webhook' },
+    classify: { statusPath: 'status', doneValues: ['OK'], failValues: ['ERROR'], errorPath: 'error' },
+    signature: 'fal',
+  });
+  assert.equal(byId.fal.pollRole, 'fallback');
+  assert.equal(byId.fal.pollConfig.resultUrlTemplate, '{startResult.body.response_url}');
+  assert.deepEqual(byId.fal.cancel, { method: 'PUT', urlTemplate: '{startResult.body.cancel_url}' });
+  assert.deepEqual(byId.replicate.cancel, { method: 'POST', urlTemplate: '{startResult.body.urls.cancel}' });
+  assert.equal(byId.runwayml.callback, null);
+  assert.equal(byId.runwayml.pollRole, 'primary');
+  assert.deepEqual(byId['stability-video'].pollConfig.statusCodes, { running: [202], done: [200] });
+  assert.equal(byId['stability-video'].cancel, null);
+  assert.equal(byId.luma.callback.placement.name, 'callback_url');
+  assert.equal(byId['elevenlabs-dubbing'].pollConfig.doneValues[0], 'dubbed');
+  const listed = await relay.api('GET', '/v1/tasks?provider=runwayml&limit=100');
+  assert.ok(listed.body.tasks.length >= 2 && listed.body.tasks.every((t: any) => t.provider === 'runwayml'), 'tasks are filterable by provider');
+});
+
+test('elevenlabs-dubbing preset: dubbing, then dubbed completes with the metadata', async () => {
+  let polls = 0;
+  custom.setHandler((req) => {
+    if (req.method === 'POST') return { status: 200, body: { dubbing_id: '21m00Tcm4TlvDq8ikWAM', expected_duration_sec: 12 } };
+    if (req.path !== '/v1/dubbing/21m00Tcm4TlvDq8ikWAM' || req.headers['xi-api-key'] !== 'xi-test') return { status: 401, body: { detail: 'bad key' } };
+    return { status: 200, body: { dubbing_id: '21m00Tcm4TlvDq8ikWAM', name: 'clip', status: polls++ < 1 ? 'dubbing' : 'dubbed', target_languages: ['es'] } };
+  });
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${custom.url}/v1/dubbing`, headers: { 'xi-api-key': 'xi-test' }, body: 'source_url=https://example.com/a.mp4&target_lang=es', provider: 'elevenlabs-dubbing' });
+  const done = await waitForStatus(relay, created.body.task.id, 'completed');
+  assert.equal(JSON.parse(done.result.body).status, 'dubbed');
+  assert.deepEqual(JSON.parse(done.result.body).target_languages, ['es']);
+});
