@@ -213,3 +213,26 @@ test('elevenlabs-dubbing preset: dubbing, then dubbed completes with the metadat
   assert.equal(JSON.parse(done.result.body).status, 'dubbed');
   assert.deepEqual(JSON.parse(done.result.body).target_languages, ['es']);
 });
+
+test('a replayed or stale poll job does nothing: the poll count it names has passed', async () => {
+  let polls = 0;
+  custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: { id: 'replay' } } : { status: 200, body: { status: polls++ < 1 ? 'running' : 'done' } }));
+  const created = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${custom.url}/replay`,
+    pollConfig: { urlTemplate: `${custom.url}/status/{startResult.body.id}`, interval: 1, statusPath: 'status', doneValues: ['done'] },
+  });
+  await waitForStatus(relay, created.body.task.id, 'completed');
+  const before = custom.requests.filter((r) => r.path === '/status/replay').length;
+  assert.equal(before, 2);
+  const { boss } = relay.running.relay;
+  const jobId = await boss.send('task.poll', { taskId: created.body.task.id, poll: 0, errors: 0 });
+  assert.ok(jobId);
+  for (;;) {
+    const job = await boss.getJobById('task.poll', jobId);
+    if (job?.state === 'completed') break;
+    assert.ok(job && job.state !== 'failed', `the replayed job ended ${job?.state}`);
+    await relay.api('GET', `/v1/tasks/${created.body.task.id}?wait=0`); // paces the re-read by a round trip
+  }
+  assert.equal(custom.requests.filter((r) => r.path === '/status/replay').length, before, 'no poll was made');
+  assert.equal((await events(created.body.task.id)).filter((e) => e.type === 'poll.attempt').length, 2);
+});

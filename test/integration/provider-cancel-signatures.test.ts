@@ -52,6 +52,19 @@ test('cancelling a waiting Replicate task calls POST urls.cancel with the task c
   });
 });
 
+test('cancelling a waiting fal task calls PUT cancel_url', async () => {
+  provider.setHandler((req) => (req.method === 'PUT' ? { status: 202, body: { status: 'CANCELLATION_REQUESTED' } } : { status: 200, body: falQueued(provider.url, 'fa1cance-660e-45cd-bd63-580e4f2a94cc') }));
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/fal-ai/flux/dev`, headers: { authorization: 'Key fal-cancel' }, body: { prompt: 'x' }, provider: 'fal' });
+  await waitForStatus(relay, created.body.task.id, 'waiting');
+  assert.equal((await relay.api('POST', `/v1/tasks/${created.body.task.id}/cancel`)).status, 200);
+  const [call] = await provider.waitForRequests(1, (r) => r.method === 'PUT');
+  assert.equal(call.path, '/fal-ai/flux/requests/fa1cance-660e-45cd-bd63-580e4f2a94cc/cancel');
+  assert.equal(call.headers.authorization, 'Key fal-cancel');
+  const attempt = await waitForTimeline(created.body.task.id, 'provider.cancel_attempt');
+  assert.equal(attempt.data.statusCode, 202);
+  assert.equal(attempt.data.answer, '{"status":"CANCELLATION_REQUESTED"}');
+});
+
 test('a Runway task that times out while polling is cancelled at Runway (DELETE /v1/tasks/{id})', async () => {
   provider.setHandler((req) => (req.method === 'POST' ? { status: 200, body: { id: 'rw-timeout' } } : req.method === 'DELETE' ? { status: 204 } : { status: 200, body: { id: 'rw-timeout', status: 'RUNNING', progress: 0.1 } }));
   const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/v1/text_to_video`, headers: { authorization: 'Bearer key_rw' }, body: {}, provider: 'runwayml', pollConfig: { maxDuration: 1 } });
