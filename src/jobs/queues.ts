@@ -30,6 +30,8 @@ export interface PollJob {
 export interface ProviderCancelJob {
   taskId: string;
   reason: 'cancelled' | 'timeout';
+  /** The endpoint, when the task never recorded its provider job (cancelled while the submit was in flight). */
+  target?: { url: string; method: string };
 }
 export type NotifyJob = {
   /** Delivery round (bumped by redeliver); a job of an older round does nothing. */

@@ -26,6 +26,21 @@ export function firstPollDelayMs(relay: Relay, config: PollConfig, schedule: Pro
   return seconds * 1000 * relay.timings.pollScale;
 }
 
+/** What templates may read at submit time: the submit answer and the target's origin. */
+export function submitContext(task: TaskRow, answer: CapturedResponse): TemplateContext {
+  return {
+    startResult: { statusCode: answer.statusCode, headers: answer.headers, body: parseJsonBody(answer.body, answer.bodyEncoding) },
+    target: { origin: targetOrigin(task) },
+  };
+}
+
+/** The provider's cancel endpoint for this job, when the pollConfig names one and the answer fills it. */
+export function resolveCancel(config: PollConfig, context: TemplateContext): { url: string; method: string } | undefined {
+  if (!config.cancelUrlTemplate) return undefined;
+  const cancel = renderTemplate(config.cancelUrlTemplate, context);
+  return cancel.missing.length === 0 && isHttpUrl(cancel.text) ? { url: cancel.text, method: config.cancelMethod ?? 'POST' } : undefined;
+}
+
 /** A poll job may make two calls (status, then result) of up to `timeout` each before it is presumed dead. */
 export function pollJobOptions(task: TaskRow, delayMs: number) {
   return { startAfter: new Date(Date.now() + delayMs), expireInSeconds: task.timeout * 2 + 60 };
@@ -45,10 +60,7 @@ export async function startPollingStatements(
   attempt: NewEvent,
 ): Promise<Statement[]> {
   const config = task.pollConfig as PollConfig;
-  const context: TemplateContext = {
-    startResult: { statusCode: answer.statusCode, headers: answer.headers, body: parseJsonBody(answer.body, answer.bodyEncoding) },
-    target: { origin: targetOrigin(task) },
-  };
+  const context = submitContext(task, answer);
   const poll = renderTemplate(config.urlTemplate, context);
   if (poll.missing.length > 0 || !isHttpUrl(poll.text)) {
     const message = poll.missing.length > 0
@@ -57,14 +69,14 @@ export async function startPollingStatements(
     const failed = transition({ ...guard, to: 'failed', result: answer, error: { code: 'poll_unresolved', message }, events: [attempt] });
     return task.onCompleteUrl ? foldJob(failed, await notifyJob(relay, task.id, task.deliveryGeneration)) : [failed];
   }
-  const cancel = config.cancelUrlTemplate ? renderTemplate(config.cancelUrlTemplate, context) : undefined;
+  const cancel = resolveCancel(config, context);
   const status = task.callbackHash ? ('waiting' as const) : ('polling' as const);
   const schedule = task.callbackHash && task.provider && findPreset(task.provider)?.callback ? 'fallback' : 'interval';
   const deadlineSeconds = config.maxDuration ?? task.maxWaitTime;
   const job: ProviderJob = {
     pollUrl: poll.text,
     ...(config.resultUrlTemplate && { resultUrlTemplate: renderTemplate(config.resultUrlTemplate, context).text }),
-    ...(cancel && cancel.missing.length === 0 && isHttpUrl(cancel.text) && { cancel: { url: cancel.text, method: config.cancelMethod ?? 'POST' } }),
+    ...(cancel && { cancel }),
     deadline: new Date(Date.now() + deadlineSeconds * 1000).toISOString(),
     schedule,
   };

@@ -5,7 +5,9 @@ import { jobStatement, type Statement, transact } from '../db/pipeline.ts';
 import { insertEvents } from '../db/task-sql.ts';
 import { type ProviderCancelJob, Queues } from '../jobs/queues.ts';
 import { providerCallHeaders } from './auth-headers.ts';
+import type { CapturedResponse } from '../outbound/http.ts';
 import type { PollConfig } from './poll-config.ts';
+import { resolveCancel, submitContext } from './poll-start.ts';
 import type { ProviderJob } from './poll-sql.ts';
 
 /**
@@ -25,7 +27,7 @@ export async function providerCancelStatements(relay: Relay, task: TaskRow, reas
  */
 export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Promise<void> {
   const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
-  const cancel = (task?.providerJob as ProviderJob | null)?.cancel;
+  const cancel = job.target ?? (task?.providerJob as ProviderJob | null)?.cancel;
   if (!task || !cancel || !task.pollConfig) return;
   const headers = providerCallHeaders(relay.keyring, task, task.pollConfig as PollConfig);
   const answer = await relay.outbound.send({ url: cancel.url, method: cancel.method, headers, timeoutMs: task.timeout * 1000 });
@@ -38,4 +40,18 @@ export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Pr
       : { error: answer.error, duration: answer.duration }),
   };
   await transact(relay.sql, [insertEvents(task.id, [{ type: 'provider.cancel_attempt', data }])]);
+}
+
+/**
+ * The submit answered 2xx after the task was cancelled (the cancel won the race while the call was
+ * in flight, so no provider job was recorded): the provider now runs a job nobody will collect.
+ * Ask the provider to cancel it as well. A task finished otherwise meanwhile (an early callback)
+ * is left alone.
+ */
+export async function cancelOrphanedJob(relay: Relay, task: TaskRow, answer: CapturedResponse): Promise<void> {
+  const target = resolveCancel(task.pollConfig as PollConfig, submitContext(task, answer));
+  if (!target) return;
+  const [current] = await relay.db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, task.id));
+  if (current?.status !== 'cancelled') return;
+  await transact(relay.sql, [await jobStatement(relay.boss, Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target } satisfies ProviderCancelJob)]);
 }

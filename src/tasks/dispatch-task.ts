@@ -7,6 +7,7 @@ import { claimForDispatch as claimStatement, transition } from '../db/task-sql.t
 import { Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
 import { startPollingStatements } from '../providers/poll-start.ts';
+import { cancelOrphanedJob } from '../providers/provider-cancel.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
 import { notifyJob } from './finish-task.ts';
@@ -114,5 +115,7 @@ async function outcomeStatements(relay: Relay, task: TaskRow, answer: OutboundRe
 }
 
 async function recordOutcome(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): Promise<void> {
-  await transact(relay.sql, await outcomeStatements(relay, task, answer, verdict));
+  const [changed] = await transact(relay.sql, await outcomeStatements(relay, task, answer, verdict));
+  // The guard missed (a cancel won the race): the provider's new job may need cancelling too.
+  if (changed.length === 0 && verdict.kind === 'success' && task.pollConfig) await cancelOrphanedJob(relay, task, verdict.response);
 }

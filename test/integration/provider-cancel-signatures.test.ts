@@ -52,6 +52,28 @@ test('cancelling a waiting Replicate task calls POST urls.cancel with the task c
   });
 });
 
+test('a task cancelled while its submit is in flight: the late submit answer gets the new prediction cancelled too', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  provider.setHandler(async (req) => {
+    if (req.path.endsWith('/cancel')) return { status: 200, body: replicatePrediction(provider.url, 'canceled') };
+    await gate;
+    return { status: 201, body: replicatePrediction(provider.url, 'starting') };
+  });
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/v1/predictions`, headers: { authorization: 'Bearer r8_race' }, body: { version: 'v', input: {} }, provider: 'replicate' });
+  const id = created.body.task.id;
+  await provider.waitForRequests(1, (r) => r.path === '/v1/predictions' && r.text.includes('"version"'));
+  assert.equal((await relay.api('POST', `/v1/tasks/${id}/cancel`)).body.task.status, 'cancelled');
+  release();
+  const [call] = await provider.waitForRequests(1, (r) => r.path.endsWith('/cancel') && r.headers.authorization === 'Bearer r8_race');
+  assert.equal(call.method, 'POST');
+  const attempt = await waitForTimeline(id, 'provider.cancel_attempt');
+  assert.equal(attempt.data.statusCode, 200);
+  const types = (await timeline(id)).map((e) => e.type);
+  assert.ok(types.includes('dispatch.late_response'));
+  assert.equal((await relay.api('GET', `/v1/tasks/${id}`)).body.task.status, 'cancelled');
+});
+
 test('cancelling a waiting fal task calls PUT cancel_url', async () => {
   provider.setHandler((req) => (req.method === 'PUT' ? { status: 202, body: { status: 'CANCELLATION_REQUESTED' } } : { status: 200, body: falQueued(provider.url, 'fa1cance-660e-45cd-bd63-580e4f2a94cc') }));
   const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/fal-ai/flux/dev`, headers: { authorization: 'Key fal-cancel' }, body: { prompt: 'x' }, provider: 'fal' });
