@@ -62,7 +62,8 @@ test('a task cancelled while its submit is in flight: the late submit answer get
   });
   const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/v1/predictions`, headers: { authorization: 'Bearer r8_race' }, body: { version: 'v', input: {} }, provider: 'replicate' });
   const id = created.body.task.id;
-  await provider.waitForRequests(1, (r) => r.path === '/v1/predictions' && r.text.includes('"version"'));
+  // The submit is at the provider (held there): the task is processing when the cancel comes.
+  await provider.waitForRequests(1, (r) => r.path === '/v1/predictions' && r.headers.authorization === 'Bearer r8_race');
   assert.equal((await relay.api('POST', `/v1/tasks/${id}/cancel`)).body.task.status, 'cancelled');
   release();
   const [call] = await provider.waitForRequests(1, (r) => r.path.endsWith('/cancel') && r.headers.authorization === 'Bearer r8_race');
