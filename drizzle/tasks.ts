@@ -52,7 +52,14 @@ export const tasks = pgTable(
     priority: integer('priority').notNull(),
     onCompleteUrl: text('on_complete_url'),
     provider: text('provider'),
+    /** The effective pollConfig (a preset's, overridden by the task's own keys); null when never polled. */
     pollConfig: jsonb('poll_config').$type<Record<string, unknown>>(),
+    /** How callbacks are read: `{ classify?, signature? }` (src/providers/callback-rules.ts); secrets are sealed, not here. */
+    callbackRules: jsonb('callback_rules').$type<Record<string, unknown>>(),
+    /** The provider's job, known once the submit answered: poll, result and cancel URLs, deadline. */
+    providerJob: jsonb('provider_job').$type<Record<string, unknown>>(),
+    /** Polls made so far: each poll job names the count it expects, so a replayed job starts no second chain. */
+    pollCount: integer('poll_count').notNull().default(0),
     metadata: jsonb('metadata').$type<Record<string, string>>().notNull(),
     /** SHA-256 (hex) of the single-use callback token; null when the task never waits. */
     callbackHash: text('callback_hash'),

@@ -9,6 +9,7 @@ import { limitBody } from './http/body-limit.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { registerDocsRoute } from './http/routes/docs.ts';
+import { registerProviderRoutes } from './http/routes/providers.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
@@ -65,6 +66,7 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies }: Ap
   registerDocsRoute(app);
   registerTaskRoutes(app, relay);
   registerCallbackRoutes(app, relay);
+  registerProviderRoutes(app);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

@@ -27,6 +27,8 @@ export interface Config {
   rateLimits: RateLimitConfig;
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';
+  /** RELAY_FAL_JWKS_URL: where fal publishes its webhook verification keys (Ed25519 JWKS). */
+  falJwksUrl: string;
   /** RELAY_DATA_DIR, absolute; default ./.relay (embedded PostgreSQL, generated keys). */
   dataDir: string;
   /** LOG_LEVEL, default info. */
@@ -111,6 +113,8 @@ const Env = z.object({
   RELAY_CALLBACK_IP_CEILING: count(1_000_000_000),
   RELAY_API_RATE_LIMIT: count(1_000_000_000),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
+  RELAY_FAL_JWKS_URL: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
+    .default('https://rest.fal.ai/.well-known/jwks.json'),
   RELAY_DATA_DIR: z.string().default('.relay'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
     'must be one of fatal, error, warn, info, debug, trace, silent').default('info'),
@@ -155,6 +159,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
     },
     role: e.RELAY_ROLE,
+    falJwksUrl: e.RELAY_FAL_JWKS_URL,
     dataDir: resolve(e.RELAY_DATA_DIR),
     logLevel: e.LOG_LEVEL,
   };

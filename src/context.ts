@@ -6,6 +6,7 @@ import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
+import type { SignatureCheck } from './providers/verify-signature.ts';
 import type { Keyring } from './secrets/keyring.ts';
 import type { DispatchOutcome } from './tasks/dispatch-task.ts';
 import type { NewTask } from './tasks/insert-tasks.ts';
@@ -32,6 +33,8 @@ export interface Relay {
   claimTask: (taskId: string) => Promise<TaskRow | null>;
   /** Writes what a dispatch attempt's answer changes; outcomes recorded together share a transaction. */
   recordOutcome: (outcome: DispatchOutcome) => Promise<void>;
+  /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */
+  verifyFal: (headers: Record<string, string>, body: Uint8Array) => Promise<SignatureCheck>;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
   deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
 }
@@ -49,6 +52,13 @@ export interface Timings {
    * it only acts if the prompt attempt never ran, so it must exceed one attempt's timeout.
    */
   promptFallbackSeconds: number;
+  /** Multiplier of poll intervals and poll backoff (1 in production; a provider's Retry-After is never scaled). */
+  pollScale: number;
+  /**
+   * Fallback poll of a task that waits for a callback (webhooks are best-effort): the first poll
+   * after the first step, then each next step, the last repeating. Scaled by pollScale.
+   */
+  fallbackPollSeconds: number[];
 }
 
 export const PRODUCTION_TIMINGS: Timings = {
@@ -56,4 +66,6 @@ export const PRODUCTION_TIMINGS: Timings = {
   deliveryTimeoutMs: 15_000,
   backoffScale: 1,
   promptFallbackSeconds: 30,
+  pollScale: 1,
+  fallbackPollSeconds: [30, 60, 120, 300],
 };

@@ -13,6 +13,7 @@ import { createPromptDelivery } from './delivery/prompt-delivery.ts';
 import { createQueues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
+import { createFalVerifier } from './providers/verify-signature.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
@@ -98,6 +99,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       outbound,
       log,
       publicUrl: config.publicUrl,
+      verifyFal: createFalVerifier(outbound, config.falJwksUrl),
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
       wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
     };

@@ -6,12 +6,15 @@ import { toTaskRow } from '../db/rows.ts';
 import { consumeCallback as consumeStatement } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { storableBody } from '../outbound/http.ts';
+import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export interface IncomingCallback {
   token: string;
   body: Uint8Array;
   contentType?: string;
+  /** Lower-case request headers, read (lazily: not on the hot path) only for tasks that require signed callbacks. */
+  headers?: () => Record<string, string>;
 }
 
 /** Expected branches are data: the route maps each outcome to a status code. */
@@ -20,6 +23,12 @@ export type CallbackOutcome =
   | { outcome: 'duplicate'; task: TaskRow }
   | { outcome: 'conflict'; task: TaskRow }
   | { outcome: 'late'; task: TaskRow }
+  /** A provider's progress event (classified tasks): recorded, token kept. */
+  | { outcome: 'progress'; task: TaskRow }
+  /** A terminal callback after a poll or signal finished the task: recorded, answered 200. */
+  | { outcome: 'superseded'; task: TaskRow }
+  /** The task requires signed callbacks and this one is not (validly) signed. */
+  | { outcome: 'unauthorized'; task: TaskRow }
   | { outcome: 'unknown' };
 
 /** How much of a late payload the timeline keeps (characters of the stored body). */
@@ -61,7 +70,9 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
   const [rows] = await transact(relay.sql, foldJob(statement, job));
   const row = rows[0];
   if (!row) return { outcome: 'unknown' };
-  const outcome = { outcome: row.outcome as Exclude<CallbackOutcome['outcome'], 'unknown'>, task: toTaskRow(row) };
+  // Tasks with callback rules (presets, callbackConfig, signatures): the statement changed nothing.
+  if (row.outcome === 'classify') return consumeClassifiedCallback(relay, callback, toTaskRow(row), bodyHash, stored);
+  const outcome = { outcome: row.outcome as 'accepted' | 'duplicate' | 'conflict' | 'late', task: toTaskRow(row) };
   if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notify, outcome.task);
   return outcome;
 }

@@ -29,17 +29,18 @@ const INSERT_TASKS = `
     select * from jsonb_to_recordset($1::jsonb) as t(id uuid, key_hash text, status text, target_url text, method text,
       headers_view jsonb, request_sealed text, wait_for_signal boolean, max_wait_time integer, timeout integer,
       max_retries integer, retry_backoff text, delay_until timestamptz, priority integer, on_complete_url text,
-      metadata jsonb, callback_hash text, idempotency_key text, idempotency_fingerprint text, events jsonb)
+      metadata jsonb, callback_hash text, idempotency_key text, idempotency_fingerprint text, provider text,
+      poll_config jsonb, callback_rules jsonb, events jsonb)
   ), task as (
     insert into tasks (id, project_id, status, target_url, method, headers_view, request_sealed, wait_for_signal,
       max_wait_time, timeout, max_retries, retry_backoff, delay_until, priority, on_complete_url, metadata, callback_hash,
-      idempotency_key, idempotency_fingerprint)
+      idempotency_key, idempotency_fingerprint, provider, poll_config, callback_rules)
     -- project_id comes from the caller's key, read here: a key revoked a moment ago leaves it
     -- null, the NOT NULL constraint fails the whole statement, and the caller answers 401.
     select i.id, (select project_id from api_keys where key_hash = i.key_hash and revoked_at is null), i.status,
       i.target_url, i.method, i.headers_view, i.request_sealed, i.wait_for_signal, i.max_wait_time, i.timeout,
       i.max_retries, i.retry_backoff, i.delay_until, i.priority, i.on_complete_url, i.metadata, i.callback_hash,
-      i.idempotency_key, i.idempotency_fingerprint
+      i.idempotency_key, i.idempotency_fingerprint, i.provider, i.poll_config, i.callback_rules
     from input i
     returning *
   ), created as (
@@ -81,6 +82,10 @@ export function insertTasks(batch: TaskInsert[]): Statement {
     callback_hash: v.callbackHash ?? null,
     idempotency_key: v.idempotencyKey ?? null,
     idempotency_fingerprint: v.idempotencyFingerprint ?? null,
+    provider: v.provider ?? null,
+    // Absent keys are SQL NULL; a JSON null would be stored as the jsonb value null.
+    poll_config: v.pollConfig ?? undefined,
+    callback_rules: v.callbackRules ?? undefined,
     events: events.map((e) => ({ type: e.type, data: e.data ?? {} })),
   }));
   return { text: INSERT_TASKS, params: [JSON.stringify(rows)] };
@@ -246,13 +251,15 @@ const CONSUME_CALLBACK = `
       delivery_attempts = 0,
       updated_at = now()
     from found
-    where tasks.id = found.id and found.callback_body_hash is null
+    where tasks.id = found.id and found.callback_body_hash is null and found.callback_rules is null
       and found.status in ('pending', 'processing', 'waiting', 'polling')
     returning tasks.*
   ), outcome as (
     select found.id, found.status as prior_status,
       case
         when exists (select 1 from accepted) then 'accepted'
+        -- A task with callback rules (preset, classification, signature) is decided in code: no writes here.
+        when found.callback_rules is not null then 'classify'
         when found.callback_body_hash = $2 then 'duplicate'
         when found.status in ('timeout', 'cancelled') then 'late'
         else 'conflict'
@@ -277,7 +284,7 @@ const CONSUME_CALLBACK = `
  * A provider's callback, decided and written in one statement under the row lock: accept it
  * (complete the task with the body as its result, consume the token), or record it as a
  * duplicate, a late arrival or a conflict. Returns `outcome` plus the task row as it now is;
- * no row for an unknown token.
+ * no row for an unknown token. A task with callback rules comes back as `classify`, unchanged.
  */
 export function consumeCallback(args: {
   tokenHash: string;

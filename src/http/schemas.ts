@@ -1,5 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
+import { CallbackConfig, CallbackSignature } from '../providers/callback-rules.ts';
+import { PollConfigInput } from '../providers/poll-config.ts';
 
 /** Statuses of DESIGN §4. */
 export const TaskStatus = z
@@ -87,13 +89,14 @@ export const CreateTaskInput = z
     delayUntil: z.iso.datetime({ offset: true }).optional(),
     priority: z.int().min(1).max(10).default(5),
     onCompleteUrl: httpUrl(false).optional(),
-    provider: z.string().min(1).max(64).optional(),
-    pollConfig: z
-      .record(z.string(), z.unknown())
-      .refine((p) => jsonDepthWithin(p, 8) && JSON.stringify(p).length <= MAX_POLL_CONFIG_BYTES, {
-        message: `must be at most ${MAX_POLL_CONFIG_BYTES} bytes of JSON, nested at most 8 levels`,
-      })
-      .optional(),
+    provider: z.string().min(1).max(64).optional().openapi({ description: 'A preset id (GET /v1/providers)' }),
+    pollConfig: PollConfigInput.refine((p) => jsonDepthWithin(p, 8) && JSON.stringify(p).length <= MAX_POLL_CONFIG_BYTES, {
+      message: `must be at most ${MAX_POLL_CONFIG_BYTES} bytes of JSON, nested at most 8 levels`,
+    })
+      .optional()
+      .openapi({ description: 'Poll the provider; over a preset, these keys override its pollConfig' }),
+    callbackConfig: CallbackConfig.optional().openapi({ description: '(+) How to classify callbacks without a preset' }),
+    callbackSignature: CallbackSignature.optional().openapi({ description: '(+) Require signed callbacks (401 otherwise)' }),
     metadata: Metadata.default({}),
   })
   .openapi('CreateTaskInput');
@@ -140,6 +143,8 @@ export const TaskView = z
     onCompleteUrl: z.string().nullable(),
     provider: z.string().nullable(),
     pollConfig: z.record(z.string(), z.unknown()).nullable(),
+    callbackConfig: z.record(z.string(), z.unknown()).nullable(),
+    callbackSignature: z.object({ scheme: z.string() }).nullable(),
     metadata: z.record(z.string(), z.string()),
     result: TaskResult.nullable(),
     error: TaskError.nullable(),

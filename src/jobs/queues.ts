@@ -8,6 +8,10 @@ export const Queues = {
   deadline: 'task.deadline',
   /** Deliver the onComplete webhook (one attempt per job). */
   notify: 'task.notify',
+  /** One poll of a provider's status URL (each next poll is a new delayed job). */
+  poll: 'task.poll',
+  /** Call the provider's cancel endpoint after a task was cancelled or timed out. */
+  providerCancel: 'task.provider_cancel',
   /** Delete terminal tasks past retention. */
   purge: 'task.purge',
 } as const;
@@ -15,6 +19,19 @@ export type QueueName = (typeof Queues)[keyof typeof Queues];
 
 export interface TaskJob {
   taskId: string;
+}
+export interface PollJob {
+  taskId: string;
+  /** The task's poll count this job expects; any other count means a replayed or stale job. */
+  poll: number;
+  /** Consecutive failed polls (429, 5xx, network) before this one: drives the backoff. */
+  errors: number;
+}
+export interface ProviderCancelJob {
+  taskId: string;
+  reason: 'cancelled' | 'timeout';
+  /** The endpoint, when the task never recorded its provider job (cancelled while the submit was in flight). */
+  target?: { url: string; method: string };
 }
 export type NotifyJob = {
   /** Delivery round (bumped by redeliver); a job of an older round does nothing. */
@@ -38,6 +55,8 @@ const queueOptions: Record<QueueName, Parameters<PgBoss['createQueue']>[1]> = {
   [Queues.dispatch]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 },
   [Queues.deadline]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, expireInSeconds: 60 },
   [Queues.notify]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 120 },
+  [Queues.poll]: { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 },
+  [Queues.providerCancel]: { notify: true, retryLimit: 5, retryDelay: 5, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 300 },
   [Queues.purge]: { retryLimit: 2, expireInSeconds: 600 },
 };
 

@@ -5,7 +5,9 @@ import { dispatchTask } from '../tasks/dispatch-task.ts';
 import { expireTask } from '../tasks/expire-task.ts';
 import { purgeTasks } from '../tasks/purge-tasks.ts';
 import { purgeRateLimits } from '../limits/rejection-counter.ts';
-import { type NotifyJob, Queues, type TaskJob } from './queues.ts';
+import { cancelAtProvider } from '../providers/provider-cancel.ts';
+import { pollTask } from '../providers/poll-task.ts';
+import { type NotifyJob, type PollJob, type ProviderCancelJob, Queues, type TaskJob } from './queues.ts';
 
 export interface WorkerOptions {
   /** Jobs fetched per poll; with `burstWhenBatchFull` a backlog drains without idle sleeps. */
@@ -54,6 +56,8 @@ export async function startWorker(relay: Relay, boss: PgBoss, options: WorkerOpt
   await boss.work<TaskJob>(Queues.dispatch, { ...common, localConcurrency: dispatchWorkers }, perJob(relay, Queues.dispatch, (d: TaskJob) => dispatchTask(relay, d.taskId)));
   await boss.work<NotifyJob>(Queues.notify, common, perJob(relay, Queues.notify, (d: NotifyJob) => deliverWebhook(relay, d)));
   await boss.work<TaskJob>(Queues.deadline, { ...common, localConcurrency: 1 }, perJob(relay, Queues.deadline, (d: TaskJob) => expireTask(relay, d.taskId)));
+  await boss.work<PollJob>(Queues.poll, { ...common, localConcurrency: Math.max(1, Math.ceil(common.localConcurrency / 4)) }, perJob(relay, Queues.poll, (d: PollJob) => pollTask(relay, d)));
+  await boss.work<ProviderCancelJob>(Queues.providerCancel, { ...common, localConcurrency: 1 }, perJob(relay, Queues.providerCancel, (d: ProviderCancelJob) => cancelAtProvider(relay, d)));
   await boss.work(Queues.purge, { batchSize: 1, perJobResults: true as const }, perJob(relay, Queues.purge, async () => {
     await purgeRateLimits(relay.sql);
     return purgeTasks(relay);

@@ -4,6 +4,7 @@ import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById } from '../db/task-sql.ts';
 import { conflict, notFound } from '../errors.ts';
+import { providerCancelStatements } from '../providers/provider-cancel.ts';
 import { finishStatements, isTerminal } from './finish-task.ts';
 
 /**
@@ -16,11 +17,14 @@ export async function cancelTask(relay: Relay, projectId: string, taskId: string
     if (!task || task.projectId !== projectId) throw notFound();
     if (isTerminal(task.status)) throw conflict(`Task is already ${task.status}`);
     return {
-      statements: await finishStatements(relay, task, {
-        to: 'cancelled',
-        error: { code: 'cancelled', message: 'Cancelled by request' },
-        events: [{ type: 'task.cancel_requested', data: { from: task.status } }],
-      }),
+      statements: [
+        ...(await finishStatements(relay, task, {
+          to: 'cancelled',
+          error: { code: 'cancelled', message: 'Cancelled by request' },
+          events: [{ type: 'task.cancel_requested', data: { from: task.status } }],
+        })),
+        ...(await providerCancelStatements(relay, task, 'cancelled')),
+      ],
       done: (results) => toTaskRow(results[0][0]),
     };
   });

@@ -6,9 +6,10 @@ import { pgErrorCode } from '../db/client.ts';
 import { statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockByIdempotencyKey } from '../db/task-sql.ts';
-import { AppError, invalid } from '../errors.ts';
+import { AppError } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
+import { planProviderTask } from '../providers/plan-task.ts';
 import { insertTaskStatements, type NewTask } from './insert-tasks.ts';
 import { redactHeaders, redactUrl } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
@@ -54,23 +55,18 @@ export async function createTask(
   idempotencyKey?: string,
 ): Promise<CreateTaskOutcome> {
   const { projectId, keyHash } = caller;
-  if (input.provider !== undefined) {
-    throw invalid(`Unknown provider "${input.provider}": see GET /v1/providers for the presets this relay knows`);
-  }
-  if (input.pollConfig !== undefined) {
-    throw new AppError('unsupported', 400, 'pollConfig is not supported by this version of the relay yet');
-  }
-  const { body, json } = serialiseBody(input);
+  const plan = planProviderTask(input);
+  const { body, json } = serialiseBody(plan.input);
   const headers = { ...input.headers };
   if (json && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
     headers['content-type'] = 'application/json';
   }
-  const waits = input.waitForSignal || mentionsPlaceholder({ targetUrl: input.targetUrl, headers, body });
+  const waits = plan.waits || mentionsPlaceholder({ targetUrl: plan.input.targetUrl, headers, body });
   const token = waits ? mintCallbackToken() : undefined;
   const delayUntil = input.delayUntil ? new Date(input.delayUntil) : undefined;
   const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
   const fingerprint = idempotencyKey ? sha256Hex(canonicalJson(input)) : undefined;
-  const shownUrl = redactUrl(input.targetUrl);
+  const shownUrl = redactUrl(plan.input.targetUrl);
 
   const values = {
     id: uuidv7(),
@@ -78,7 +74,13 @@ export async function createTask(
     targetUrl: shownUrl,
     method: input.method,
     headersView: redactHeaders(headers),
-    requestSealed: sealRequest(relay.keyring, { headers, body, token, ...(shownUrl !== input.targetUrl && { targetUrl: input.targetUrl }) }),
+    requestSealed: sealRequest(relay.keyring, {
+      headers,
+      body,
+      token,
+      ...(shownUrl !== plan.input.targetUrl && { targetUrl: plan.input.targetUrl }),
+      ...(plan.callbackSecret && { callbackSecret: plan.callbackSecret }),
+    }),
     waitForSignal: input.waitForSignal,
     maxWaitTime: input.maxWaitTime,
     timeout: input.timeout,
@@ -88,6 +90,9 @@ export async function createTask(
     priority: input.priority,
     onCompleteUrl: input.onCompleteUrl ?? null,
     metadata: input.metadata,
+    provider: input.provider ?? null,
+    pollConfig: plan.pollConfig,
+    callbackRules: plan.callbackRules as Record<string, unknown> | null,
     callbackHash: token ? sha256Hex(token) : null,
     idempotencyKey: idempotencyKey ?? null,
     idempotencyFingerprint: fingerprint ?? null,

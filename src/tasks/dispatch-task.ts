@@ -8,7 +8,9 @@ import { foldJob, jobsStatement, type Statement, transact } from '../db/pipeline
 import { toTaskRow } from '../db/rows.ts';
 import { claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
 import { type NotifyJob, type QueueName, Queues } from '../jobs/queues.ts';
-import type { OutboundResult } from '../outbound/http.ts';
+import type { CapturedResponse, OutboundResult } from '../outbound/http.ts';
+import { startPollingStatements } from '../providers/poll-start.ts';
+import { cancelOrphanedJob } from '../providers/provider-cancel.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
 import { openRequest, targetUrlOf } from './sealed-request.ts';
@@ -40,7 +42,9 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
     timeoutMs: task.timeout * 1000,
     maxRedirects: MAX_TARGET_REDIRECTS,
   });
-  await relay.recordOutcome(outcomeOf(relay, task, answer, classifyTargetAnswer(answer)));
+  const verdict = classifyTargetAnswer(answer);
+  if (verdict.kind === 'success' && task.pollConfig) await startPolling(relay, task, answer, verdict.response);
+  else await relay.recordOutcome(outcomeOf(relay, task, answer, verdict));
 }
 
 /**
@@ -73,6 +77,27 @@ function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {
   };
 }
 
+/** The compare-and-set every outcome of this attempt writes under, and what it records if it misses. */
+function guardOf(task: TaskRow, attempt: NewEvent) {
+  return {
+    taskId: task.id,
+    from: ['processing' as const],
+    retryCount: task.retryCount,
+    eventsIfMissed: [attempt, { type: 'dispatch.late_response' as const, data: {} }],
+  };
+}
+
+/**
+ * A task with a pollConfig whose submit succeeded starts polling (providers/poll-start.ts); not
+ * batched, as its statements depend on the answer. If a cancel won the race, the provider's new
+ * job is cancelled too.
+ */
+async function startPolling(relay: Relay, task: TaskRow, answer: OutboundResult, response: CapturedResponse): Promise<void> {
+  const attempt = attemptEvent(task, answer);
+  const [changed] = await transact(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
+  if (changed.length === 0) await cancelOrphanedJob(relay, task, response);
+}
+
 /** What an attempt's answer changes: one compare-and-set, and the job that follows it, if any. */
 export interface DispatchOutcome {
   change: Transition;
@@ -87,12 +112,7 @@ export interface DispatchOutcome {
  */
 function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict: TargetVerdict): DispatchOutcome {
   const attempt = attemptEvent(task, answer);
-  const guard = {
-    taskId: task.id,
-    from: ['processing' as const],
-    retryCount: task.retryCount,
-    eventsIfMissed: [attempt, { type: 'dispatch.late_response' as const, data: {} }],
-  };
+  const guard = guardOf(task, attempt);
   const finished = (change: Transition): DispatchOutcome => ({
     change,
     job: task.onCompleteUrl

@@ -23,7 +23,15 @@ export type TaskEventType =
   | 'delivery.stopped'
   | 'delivery.exhausted'
   | 'delivery.redeliver_requested'
-  | 'task.cancel_requested';
+  | 'task.cancel_requested'
+  | 'callback.progress'
+  | 'callback.unauthorized'
+  | 'callback.superseded'
+  | 'poll.started'
+  | 'poll.attempt'
+  | 'poll.result_fetch'
+  | 'poll.superseded'
+  | 'provider.cancel_attempt';
 
 export interface NewEvent {
   type: TaskEventType;

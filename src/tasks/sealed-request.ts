@@ -8,6 +8,8 @@ export interface SealedRequest {
   token?: string;
   /** The real target URL, present only when the row's `target_url` is redacted (credentials in it). */
   targetUrl?: string;
+  /** The provider's standard-webhooks secret, when the task requires signed callbacks. */
+  callbackSecret?: string;
 }
 
 export function sealRequest(keyring: Keyring, request: SealedRequest): string {

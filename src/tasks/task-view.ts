@@ -1,5 +1,6 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { TaskView } from '../http/schemas.ts';
+import type { CallbackRules } from '../providers/callback-rules.ts';
 import type { Keyring } from '../secrets/keyring.ts';
 import { openRequest, type SealedRequest } from './sealed-request.ts';
 
@@ -30,6 +31,8 @@ export function toTaskView(row: TaskRow, keyring: Keyring, opened?: Pick<SealedR
     onCompleteUrl: row.onCompleteUrl,
     provider: row.provider,
     pollConfig: row.pollConfig,
+    callbackConfig: (row.callbackRules as CallbackRules | null)?.classify ?? null,
+    callbackSignature: (row.callbackRules as CallbackRules | null)?.signature ? { scheme: (row.callbackRules as CallbackRules).signature! } : null,
     metadata: row.metadata,
     result: row.result,
     error: row.error,

@@ -14,6 +14,8 @@ export const FAST_TIMINGS: Timings = {
   deliveryTimeoutMs: 2_000,
   backoffScale: 0.1,
   promptFallbackSeconds: 3,
+  pollScale: 0.05,
+  fallbackPollSeconds: [20, 40],
 };
 
 export interface TestRelay {

@@ -310,8 +310,11 @@ describe('system endpoints', () => {
     assert.deepEqual(input.required, ['targetUrl']);
     assert.deepEqual(
       Object.keys(input.properties).sort(),
-      ['body', 'delayUntil', 'headers', 'maxRetries', 'maxWaitTime', 'metadata', 'method', 'onCompleteUrl', 'pollConfig', 'priority', 'provider', 'retryBackoff', 'targetUrl', 'timeout', 'waitForSignal'],
+      ['body', 'callbackConfig', 'callbackSignature', 'delayUntil', 'headers', 'maxRetries', 'maxWaitTime', 'metadata', 'method', 'onCompleteUrl', 'pollConfig', 'priority', 'provider', 'retryBackoff', 'targetUrl', 'timeout', 'waitForSignal'],
     );
+    assert.ok(doc.paths['/v1/providers'].get, 'the provider catalog is documented');
+    assert.ok(doc.components.schemas.Provider, 'with its Provider schema');
+    assert.deepEqual(Object.keys(doc.paths['/v1/callbacks/{callbackId}'].post.responses).sort(), ['200', '202', '401', '404', '409', '413']);
     assert.equal(input.properties.method.default, 'POST');
     assert.equal(input.properties.maxWaitTime.default, 600);
   });

@@ -12,7 +12,7 @@ import { waitForEvent } from '../helpers/wait.ts';
 // fakes standing in for Anthropic, fal.ai, Replicate and the user's receiver. The requests are read
 // out of README.md itself (the curl commands are split like sh would, the fenced JSON is parsed),
 // so the README cannot drift from what works; only the provider origins, `https://your.app` and
-// the credentials are swapped for test values. Example 4 (presets) is not built yet.
+// the credentials are swapped for test values. The preset examples (#### `id`) run the same way.
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -123,14 +123,20 @@ let anthropic: HttpFake;
 let fal: HttpFake;
 let replicate: HttpFake;
 let receiver: Receiver;
+/** Runway, Luma, Stability and ElevenLabs stand-ins (poll and preset examples). */
+let runway: HttpFake;
+let luma: HttpFake;
+let stability: HttpFake;
+let elevenlabs: HttpFake;
 
 before(async () => {
   relay = await startTestRelay();
   [anthropic, fal, replicate, receiver] = await Promise.all([HttpFake.start(), HttpFake.start(), HttpFake.start(), Receiver.start(relay.webhookSecret)]);
+  [runway, luma, stability, elevenlabs] = await Promise.all([HttpFake.start(), HttpFake.start(), HttpFake.start(), HttpFake.start()]);
 });
 after(async () => {
   await relay.stop();
-  await Promise.all([anthropic.close(), fal.close(), replicate.close(), receiver.close()]);
+  await Promise.all([anthropic.close(), fal.close(), replicate.close(), receiver.close(), runway.close(), luma.close(), stability.close(), elevenlabs.close()]);
 });
 
 const anthropicKey = `sk-ant-api03-test-${randomBytes(12).toString('hex')}`;
@@ -304,6 +310,11 @@ test('README example 3: Replicate gets the callback in the body, and its succeed
   assert.deepEqual(JSON.parse(submit.text), { ...JSON.parse(json).body, webhook: callbackUrl });
   await waitForStatus(relay, task.id, 'waiting');
 
+  // Replicate's start event (sent even with the completed filter) is progress: 202, still waiting.
+  const starting = await fetch(JSON.parse(submit.text).webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(prediction('starting', { webhook: callbackUrl })) });
+  assert.equal(starting.status, 202, await starting.text());
+  assert.equal((await relay.api('GET', `/v1/tasks/${task.id}`)).body.task.status, 'waiting');
+
   const succeeded = JSON.stringify(
     prediction('succeeded', {
       output: ['https://replicate.delivery/xezq/lighthouse/out-0.webp'],
@@ -324,6 +335,114 @@ test('README example 3: Replicate gets the callback in the body, and its succeed
   assert.equal((delivery.payload.task as any).result.body, succeeded);
   assert.equal((delivery.payload.task as any).headers.authorization, '[redacted]');
   assert.equal((await waitForStatus(relay, task.id, 'completed')).result.body, succeeded);
+});
+
+/** The text of the preset example "#### `id`" up to the next heading. */
+function presetExample(id: string): string {
+  const start = README.indexOf(`\n#### \`${id}\``);
+  assert.ok(start >= 0, `README.md has no preset example for ${id}`);
+  const rest = README.slice(start + 1);
+  const end = rest.slice(1).search(/\n#+ /);
+  return end < 0 ? rest : rest.slice(0, end + 1);
+}
+
+const runwayKey = `key_${randomBytes(64).toString('hex')}`;
+const runwayTaskId = '17f20503-6c24-4c16-946b-35dbbce2af2f';
+
+/** Runway answers the submit with an id, then THROTTLED, RUNNING, SUCCEEDED — only with the README's headers. */
+function serveRunway(): void {
+  let polls = 0;
+  runway.setHandler((req) => {
+    if (req.headers.authorization !== `Bearer ${runwayKey}` || req.headers['x-runway-version'] !== '2024-11-06') {
+      return { status: 401, body: { error: 'Invalid API key or X-Runway-Version' } };
+    }
+    if (req.method === 'POST' && req.path === '/v1/image_to_video') return { status: 200, body: { id: runwayTaskId } };
+    if (req.method === 'GET' && req.path === `/v1/tasks/${runwayTaskId}`) {
+      const status = ['THROTTLED', 'RUNNING', 'SUCCEEDED'][Math.min(polls++, 2)];
+      return { status: 200, body: { id: runwayTaskId, createdAt: '2024-06-27T19:49:32.334Z', status, ...(status === 'SUCCEEDED' ? { output: ['https://dnznrvs05pmza.cloudfront.net/lighthouse.mp4'] } : {}) } };
+    }
+    return { status: 404, body: { error: 'Not found' } };
+  });
+}
+
+test('README example 4: a Runway task (preset) is polled through THROTTLED to SUCCEEDED and delivered', async () => {
+  serveRunway();
+  const { answer: created } = await runReadmeCurl(4, { RELAY_KEY: relay.apiKey, RUNWAYML_API_SECRET: runwayKey }, {
+    'https://api.dev.runwayml.com': runway.url,
+    'https://your.app': receiver.fake.url,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.task.provider, 'runwayml');
+  assert.equal(created.body.callbackUrl, undefined);
+  await waitForStatus(relay, created.body.task.id, 'polling');
+  const [delivery] = await receiver.waitForDeliveries(created.body.task.id, 1, 20_000);
+  assert.ok(delivery.payload, delivery.verifyError);
+  assert.equal(delivery.payload.event, 'task.completed');
+  assert.deepEqual(JSON.parse((delivery.payload.task as any).result.body).output, ['https://dnznrvs05pmza.cloudfront.net/lighthouse.mp4']);
+  assert.equal((delivery.payload.task as any).headers.authorization, '[redacted]');
+});
+
+test('README example 4 (explicit pollConfig): the same task without the preset completes the same way', async () => {
+  serveRunway();
+  const json = swap(fencedBlock(readmeExample(4), 'json'), { 'key_…': runwayKey, 'https://api.dev.runwayml.com': runway.url, 'https://your.app': receiver.fake.url });
+  const created = await relay.api('POST', '/v1/tasks', json);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.task.provider, null);
+  const done = await waitForStatus(relay, created.body.task.id, 'completed', 20_000);
+  assert.equal(JSON.parse(done.result.body).status, 'SUCCEEDED');
+});
+
+test('README preset luma: callback_url is added, dreaming is progress, completed completes', async () => {
+  const generation = (state: string) => ({ id: 'c0a8e2b4-luma', state, failure_reason: null, assets: { video: state === 'completed' ? 'https://storage.cdn-luma.com/teddy.mp4' : null } });
+  luma.setHandler((req) => (req.headers.authorization === 'Bearer luma-test' ? { status: 201, body: generation('queued') } : { status: 401, body: { detail: 'Invalid API key' } }));
+  const json = swap(fencedBlock(presetExample('luma'), 'json'), { 'luma-…': 'luma-test', 'https://api.lumalabs.ai': luma.url, 'https://your.app': receiver.fake.url });
+  const created = await relay.api('POST', '/v1/tasks', json);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const [submit] = await luma.waitForRequests(1, (r) => r.method === 'POST');
+  const callbackUrl = JSON.parse(submit.text).callback_url;
+  assert.equal(callbackUrl, created.body.callbackUrl);
+  await waitForStatus(relay, created.body.task.id, 'waiting');
+  const hook = (state: string) => fetch(callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(generation(state)) });
+  assert.equal((await hook('dreaming')).status, 202);
+  assert.equal((await hook('completed')).status, 200);
+  const [delivery] = await receiver.waitForDeliveries(created.body.task.id);
+  assert.equal(JSON.parse((delivery.payload!.task as any).result.body).assets.video, 'https://storage.cdn-luma.com/teddy.mp4');
+});
+
+test('README preset stability-video: 202 then 200 with the video bytes as base64', async () => {
+  const video = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypmp42'), randomBytes(64)]);
+  let polls = 0;
+  stability.setHandler((req) => {
+    if (req.headers.authorization !== 'Bearer sk-test') return { status: 401, body: { name: 'unauthorized', errors: ['bad key'] } };
+    if (req.method === 'POST') return { status: 200, body: { id: 'a6dc6c6e20acda01' } };
+    if (req.headers.accept !== 'video/*') return { status: 406, body: { errors: ['accept'] } };
+    return polls++ < 1 ? { status: 202, body: { id: 'a6dc6c6e20acda01', status: 'in-progress' } } : { status: 200, headers: { 'content-type': 'video/mp4', 'finish-reason': 'SUCCESS', seed: '1' }, body: video };
+  });
+  const json = swap(fencedBlock(presetExample('stability-video'), 'json'), { 'sk-…': 'sk-test', 'https://api.stability.ai': stability.url, 'https://your.app': receiver.fake.url });
+  const created = await relay.api('POST', '/v1/tasks', json);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const [submit] = await stability.waitForRequests(1, (r) => r.method === 'POST');
+  assert.match(submit.text, /^--relay\r\nContent-Disposition: form-data; name="image"/);
+  const [delivery] = await receiver.waitForDeliveries(created.body.task.id, 1, 20_000);
+  const result = (delivery.payload!.task as any).result;
+  assert.equal(result.bodyEncoding, 'base64');
+  assert.deepEqual(Buffer.from(result.body, 'base64'), video);
+});
+
+test('README preset elevenlabs-dubbing: dubbing then dubbed completes with the metadata', async () => {
+  let polls = 0;
+  elevenlabs.setHandler((req) => {
+    if (req.headers['xi-api-key'] !== 'sk_test') return { status: 401, body: { detail: { status: 'invalid_api_key' } } };
+    if (req.method === 'POST') return { status: 200, body: { dubbing_id: '21m00Tcm4TlvDq8ikWAM', expected_duration_sec: 30 } };
+    return { status: 200, body: { dubbing_id: '21m00Tcm4TlvDq8ikWAM', name: 'clip', status: polls++ < 1 ? 'dubbing' : 'dubbed', target_languages: ['es'] } };
+  });
+  const json = swap(fencedBlock(presetExample('elevenlabs-dubbing'), 'json'), { 'sk_…': 'sk_test', 'https://api.elevenlabs.io': elevenlabs.url, 'https://your.app': receiver.fake.url });
+  const created = await relay.api('POST', '/v1/tasks', json);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const [submit] = await elevenlabs.waitForRequests(1, (r) => r.method === 'POST');
+  assert.equal(submit.text, 'source_url=https%3A%2F%2Fexample.com%2Fclip.mp4&target_lang=es');
+  const [delivery] = await receiver.waitForDeliveries(created.body.task.id, 1, 20_000);
+  assert.equal(JSON.parse((delivery.payload!.task as any).result.body).status, 'dubbed');
 });
 
 // README example 5, "Any language, by hand", as written there.

@@ -29,6 +29,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     trustedProxies: [],
     rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000 },
     role: 'all',
+    falJwksUrl: 'https://rest.fal.ai/.well-known/jwks.json',
     dataDir: resolve('.relay'),
     logLevel: 'info',
   });

@@ -21,7 +21,9 @@ const callbackRoute = createRoute({
   request: { params: TokenParam('callbackId') },
   description: 'The provider posts its result here. Any content type; stored raw as result.body. No auth: the 256-bit token is the credential.',
   responses: {
-    200: { description: 'Accepted (or a repeat of the accepted body)', content: { 'application/json': { schema: TaskEnvelope } } },
+    200: { description: 'Accepted (or a repeat of the accepted body, or a result after the poll finished the task)', content: { 'application/json': { schema: TaskEnvelope } } },
+    202: { description: "A provider's progress event: recorded, the callback URL stays valid", content: { 'application/json': { schema: TaskEnvelope } } },
+    401: problemOf('The task requires signed callbacks and this one is not validly signed'),
     404: problemOf('Invalid or expired callback ID'),
     409: problemOf('Task already finished with another result, timed out or was cancelled'),
     413: problemOf('Body over 1 MiB'),
@@ -56,11 +58,17 @@ export function registerCallbackRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay):
       token: c.req.valid('param').callbackId,
       body,
       contentType: c.req.header('content-type'),
+      headers: () => c.req.header(),
     });
     switch (outcome.outcome) {
       case 'accepted':
       case 'duplicate':
+      case 'superseded':
         return c.json({ task: toTaskView(outcome.task, relay.keyring) }, 200);
+      case 'progress':
+        return c.json({ task: toTaskView(outcome.task, relay.keyring) }, 202);
+      case 'unauthorized':
+        return problem(c, 401, 'unauthorized', 'Callback signature missing or invalid') as never;
       case 'conflict':
       case 'late':
         return problem(c, 409, 'conflict', notWaiting(outcome.task.status)) as never;

@@ -1,0 +1,85 @@
+import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
+import type { Relay } from '../context.ts';
+import { transact, withLock } from '../db/pipeline.ts';
+import { toTaskRow } from '../db/rows.ts';
+import { insertEvents, lockById } from '../db/task-sql.ts';
+import type { NewEvent } from '../tasks/events.ts';
+import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
+import { type BodyVerdict, type CallbackRules, classifyCallbackBody } from '../providers/callback-rules.ts';
+import { verifyStandardWebhook, type SignatureCheck } from '../providers/verify-signature.ts';
+import { openRequest } from '../tasks/sealed-request.ts';
+import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
+
+/** How much of a late or superseded payload the timeline keeps (characters). */
+const KEPT_PAYLOAD = 64 * 1024;
+
+async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules, callback: IncomingCallback): Promise<SignatureCheck> {
+  const headers = callback.headers?.() ?? {};
+  if (rules.signature === 'fal') return relay.verifyFal(headers, callback.body);
+  const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
+  if (!secret) return { ok: false, reason: 'no signing secret stored for this task' };
+  return verifyStandardWebhook(secret, headers, callback.body);
+}
+
+const kept = (stored: { body: string; bodyEncoding?: 'base64' }) => ({
+  body: stored.body.slice(0, KEPT_PAYLOAD),
+  truncated: stored.body.length > KEPT_PAYLOAD,
+  ...(stored.bodyEncoding && { bodyEncoding: stored.bodyEncoding }),
+});
+
+/**
+ * The callback of a task with callback rules (a preset, a callbackConfig or a required signature),
+ * after the hot statement found it and changed nothing. The signature is checked and the body
+ * classified before any lock; then, under the row lock: a terminal success completes the task,
+ * a terminal failure fails it with the provider's error, progress is recorded and keeps the token;
+ * a repeat of the accepted body is a duplicate, and a terminal result after the fallback poll (or
+ * a signal) finished the task is recorded as superseded and answered 200, so the provider stops.
+ */
+export async function consumeClassifiedCallback(
+  relay: Relay,
+  callback: IncomingCallback,
+  seen: TaskRow,
+  bodyHash: string,
+  stored: { body: string; bodyEncoding?: 'base64' },
+): Promise<CallbackOutcome> {
+  const rules = seen.callbackRules as CallbackRules;
+  const size = callback.body.byteLength;
+  if (rules.signature) {
+    const check = await checkSignature(relay, seen, rules, callback);
+    if (!check.ok) {
+      await transact(relay.sql, [insertEvents(seen.id, [{ type: 'callback.unauthorized', data: { scheme: rules.signature, reason: check.reason, size } }])]);
+      return { outcome: 'unauthorized', task: seen };
+    }
+  }
+  const verdict: BodyVerdict = rules.classify ? classifyCallbackBody(callback.body, rules.classify) : { kind: 'success' };
+  const state = verdict.state === undefined ? {} : { state: verdict.state };
+
+  return withLock(relay.sql, lockById(seen.id), async (rows) => {
+    const task = rows[0] ? toTaskRow(rows[0]) : seen;
+    const record = (outcome: CallbackOutcome, events: NewEvent[]) => ({ statements: [insertEvents(task.id, events)], done: () => outcome });
+    if (task.callbackBodyHash === bodyHash) return record({ outcome: 'duplicate', task }, [{ type: 'callback.duplicate', data: { size } }]);
+    if (task.status === 'timeout' || task.status === 'cancelled') {
+      return record({ outcome: 'late', task }, [{ type: 'callback.late', data: { status: task.status, size, ...state, ...kept(stored) } }]);
+    }
+    if (isTerminal(task.status)) {
+      if (!task.callbackBodyHash && verdict.kind !== 'progress') {
+        return record({ outcome: 'superseded', task }, [{ type: 'callback.superseded', data: { status: task.status, verdict: verdict.kind, size, ...state, ...kept(stored) } }]);
+      }
+      return record({ outcome: 'conflict', task }, [{ type: 'callback.rejected', data: { status: task.status, size, ...state } }]);
+    }
+    if (!CALLBACK_STATUSES.includes(task.status) || verdict.kind === 'progress') {
+      return record({ outcome: 'progress', task }, [{ type: 'callback.progress', data: { status: task.status, size, ...state } }]);
+    }
+    const result: StoredResult = {
+      statusCode: 200,
+      headers: callback.contentType ? { 'content-type': callback.contentType } : {},
+      ...stored,
+      duration: Math.max(0, Date.now() - (task.dispatchedAt ?? task.createdAt).getTime()),
+    };
+    const accepted: NewEvent = { type: 'callback.accepted', data: { from: task.status, size, ...state, verdict: verdict.kind } };
+    const statements = await finishStatements(relay, task, verdict.kind === 'success'
+      ? { to: 'completed', result, error: null, callbackBodyHash: bodyHash, events: [accepted] }
+      : { to: 'failed', result, error: { code: 'provider_failed', message: verdict.message }, callbackBodyHash: bodyHash, events: [accepted] });
+    return { statements, done: (results): CallbackOutcome => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
+  });
+}

@@ -1,0 +1,32 @@
+import type { ProviderPreset } from './preset.ts';
+
+/**
+ * fal.ai queue (queue.fal.run). The webhook URL is the `fal_webhook` query parameter; fal sends
+ * one webhook when done (`status` OK or ERROR, retried up to 10× over 2 h), signed with Ed25519.
+ * Polling: `status_url` until COMPLETED, which is not success: the result is `GET response_url`,
+ * where a non-2xx answer is the failure. Cancel: `PUT cancel_url` (only before processing starts).
+ */
+export const fal: ProviderPreset = {
+  id: 'fal',
+  name: 'fal.ai queue',
+  docs: 'https://docs.fal.ai/model-endpoints/queue',
+  callback: {
+    placement: { in: 'query', name: 'fal_webhook' },
+    classify: { statusPath: 'status', doneValues: ['OK'], failValues: ['ERROR'], errorPath: 'error' },
+    signature: 'fal',
+  },
+  poll: {
+    urlTemplate: '{startResult.body.status_url}',
+    interval: 2,
+    statusPath: 'status',
+    doneValues: ['COMPLETED'],
+    failValues: [],
+    resultUrlTemplate: '{startResult.body.response_url}',
+    errorPath: 'detail',
+    forwardAuth: true,
+    cancelUrlTemplate: '{startResult.body.cancel_url}',
+    cancelMethod: 'PUT',
+  },
+  output: 'webhook: the whole webhook body, output in `payload`; poll: the body of GET response_url (the model output itself)',
+  error: 'webhook: `error` (details in `payload.detail`); poll: a non-2xx answer of response_url, message from `detail`',
+};

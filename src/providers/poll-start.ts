@@ -1,0 +1,92 @@
+import type { TaskRow } from '../../drizzle/schema.ts';
+import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
+import type { Relay } from '../context.ts';
+import { foldJob, jobStatement, type Statement } from '../db/pipeline.ts';
+import { type Transition, transition } from '../db/task-sql.ts';
+import { type PollJob, Queues } from '../jobs/queues.ts';
+import type { CapturedResponse } from '../outbound/http.ts';
+import type { NewEvent } from '../tasks/events.ts';
+import { notifyJob } from '../tasks/finish-task.ts';
+import { parseJsonBody, renderTemplate, type TemplateContext } from './json-path.ts';
+import type { PollConfig } from './poll-config.ts';
+import type { ProviderJob } from './poll-sql.ts';
+import { startPolling } from './poll-sql.ts';
+import { findPreset } from './preset.ts';
+
+export const isHttpUrl = (value: string) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
+
+/** The origin of the task's target, for `{target.origin}` (the placeholder never stands in an origin). */
+export function targetOrigin(task: TaskRow): string {
+  return new URL(task.targetUrl.replaceAll(CALLBACK_PLACEHOLDER, 'x')).origin;
+}
+
+/** Delay before the first poll, ms: the interval (or initialDelay), or the first fallback step. */
+export function firstPollDelayMs(relay: Relay, config: PollConfig, schedule: ProviderJob['schedule']): number {
+  const seconds = schedule === 'fallback' ? relay.timings.fallbackPollSeconds[0] : (config.initialDelay ?? config.interval);
+  return seconds * 1000 * relay.timings.pollScale;
+}
+
+/** What templates may read at submit time: the submit answer and the target's origin. */
+export function submitContext(task: TaskRow, answer: CapturedResponse): TemplateContext {
+  return {
+    startResult: { statusCode: answer.statusCode, headers: answer.headers, body: parseJsonBody(answer.body, answer.bodyEncoding) },
+    target: { origin: targetOrigin(task) },
+  };
+}
+
+/** The provider's cancel endpoint for this job, when the pollConfig names one and the answer fills it. */
+export function resolveCancel(config: PollConfig, context: TemplateContext): { url: string; method: string } | undefined {
+  if (!config.cancelUrlTemplate) return undefined;
+  const cancel = renderTemplate(config.cancelUrlTemplate, context);
+  return cancel.missing.length === 0 && isHttpUrl(cancel.text) ? { url: cancel.text, method: config.cancelMethod ?? 'POST' } : undefined;
+}
+
+/** A poll job may make two calls (status, then result) of up to `timeout` each before it is presumed dead. */
+export function pollJobOptions(task: TaskRow, delayMs: number) {
+  return { startAfter: new Date(Date.now() + delayMs), expireInSeconds: task.timeout * 2 + 60 };
+}
+
+/**
+ * The submit of a task with a pollConfig answered 2xx: resolve the poll (and result, cancel) URLs
+ * from that answer, move the task to `polling` (or `waiting`, when a callback is also expected)
+ * with its deadline job, and enqueue the first poll as a delayed job. A poll URL that the answer
+ * does not provide fails the task now, with the answer as its result, instead of polling nothing.
+ */
+export async function startPollingStatements(
+  relay: Relay,
+  task: TaskRow,
+  answer: CapturedResponse,
+  guard: Omit<Transition, 'to'>,
+  attempt: NewEvent,
+): Promise<Statement[]> {
+  const config = task.pollConfig as PollConfig;
+  const context = submitContext(task, answer);
+  const poll = renderTemplate(config.urlTemplate, context);
+  if (poll.missing.length > 0 || !isHttpUrl(poll.text)) {
+    const message = poll.missing.length > 0
+      ? `pollConfig.urlTemplate: the submit answer has no ${poll.missing.join(', ')}`
+      : 'pollConfig.urlTemplate did not resolve to an http(s) URL';
+    const failed = transition({ ...guard, to: 'failed', result: answer, error: { code: 'poll_unresolved', message }, events: [attempt] });
+    return task.onCompleteUrl ? foldJob(failed, await notifyJob(relay, task.id, task.deliveryGeneration)) : [failed];
+  }
+  const cancel = resolveCancel(config, context);
+  const status = task.callbackHash ? ('waiting' as const) : ('polling' as const);
+  const schedule = task.callbackHash && task.provider && findPreset(task.provider)?.callback ? 'fallback' : 'interval';
+  const deadlineSeconds = config.maxDuration ?? task.maxWaitTime;
+  const job: ProviderJob = {
+    pollUrl: poll.text,
+    ...(config.resultUrlTemplate && { resultUrlTemplate: renderTemplate(config.resultUrlTemplate, context).text }),
+    ...(cancel && { cancel }),
+    deadline: new Date(Date.now() + deadlineSeconds * 1000).toISOString(),
+    schedule,
+  };
+  const delayMs = firstPollDelayMs(relay, config, schedule);
+  const first: PollJob = { taskId: task.id, poll: 0, errors: 0 };
+  return [
+    ...foldJob(
+      transition({ ...guard, to: status, error: null, events: [attempt, { type: 'poll.started', data: { url: job.pollUrl, schedule, firstInMs: Math.round(delayMs) } }] }),
+      await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: deadlineSeconds }),
+    ),
+    ...foldJob(startPolling(task.id, job, status), await jobStatement(relay.boss, Queues.poll, first, pollJobOptions(task, delayMs))),
+  ];
+}

@@ -1,0 +1,42 @@
+import type { CallbackConfig, CallbackSignature } from './callback-rules.ts';
+import { elevenlabsDubbing } from './elevenlabs-dubbing.ts';
+import { fal } from './fal.ts';
+import { luma } from './luma.ts';
+import type { PollConfigInput } from './poll-config.ts';
+import { replicate } from './replicate.ts';
+import { runwayml } from './runwayml.ts';
+import { stabilityVideo } from './stability-video.ts';
+
+/**
+ * What the relay knows about one provider: data, not code, so GET /v1/providers can show all of
+ * it and the same engines (callback classification, polling) serve every preset.
+ */
+export interface ProviderPreset {
+  id: string;
+  name: string;
+  docs: string;
+  /** How the provider calls back; absent for poll-only providers. */
+  callback?: {
+    /** Where `{asyncqueue_callback_url}` is put when the task does not place it itself. */
+    placement: { in: 'query' | 'body'; name: string };
+    classify: CallbackConfig;
+    /** The signature scheme the provider uses, if any (opt in per task with callbackSignature). */
+    signature?: CallbackSignature['scheme'];
+  };
+  /**
+   * How to poll. With a callback this is the fallback poll (slow, backing off, see
+   * Timings.fallbackPollSeconds); without one it is the only channel, at `interval`.
+   */
+  poll: PollConfigInput & { urlTemplate: string };
+  /** Where the output and the error are, in words (shown in the catalog). */
+  output: string;
+  error: string;
+}
+
+export const PRESETS: ProviderPreset[] = [fal, replicate, runwayml, luma, stabilityVideo, elevenlabsDubbing];
+
+const byId = new Map(PRESETS.map((p) => [p.id, p]));
+
+export function findPreset(id: string): ProviderPreset | undefined {
+  return byId.get(id);
+}
