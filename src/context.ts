@@ -4,6 +4,7 @@ import type postgres from 'postgres';
 import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
+import type { DeliveryRecord } from './db/task-sql.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
@@ -33,6 +34,8 @@ export interface Relay {
   claimTask: (taskId: string) => Promise<TaskRow | null>;
   /** Writes what a dispatch attempt's answer changes; outcomes recorded together share a transaction. */
   recordOutcome: (outcome: DispatchOutcome) => Promise<void>;
+  /** Records an onComplete attempt that schedules no retry; records made together share a statement. */
+  recordDelivery: (record: DeliveryRecord) => Promise<void>;
   /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */
   verifyFal: (headers: Record<string, string>, body: Uint8Array) => Promise<SignatureCheck>;
   /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */

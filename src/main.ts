@@ -9,6 +9,7 @@ import { createDatabase } from './db/client.ts';
 import { createWaker } from './db/pipeline.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
 import { createPromptDelivery } from './delivery/prompt-delivery.ts';
 import { createQueues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
@@ -103,13 +104,15 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       timings: { ...PRODUCTION_TIMINGS, ...options.timings },
       wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
     };
-    const relay: Relay = {
+    // The hot writes go through group-commit batchers (db/batcher.ts).
+    const batched = {
       ...base,
       writeTask: createTaskWriter(base),
       claimTask: createDispatchClaimer(base.sql),
       recordOutcome: createOutcomeRecorder(base),
-      deliverPromptly: createPromptDelivery(base),
+      recordDelivery: createDeliveryRecorder(base.sql),
     };
+    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched) };
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;

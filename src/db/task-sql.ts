@@ -209,30 +209,48 @@ const CLAIM = `
  */
 export const claimForDispatch = (taskIds: string[]): Statement => ({ text: CLAIM, params: [`{${taskIds.join(',')}}`] });
 
-const RECORD_DELIVERY = `
-  with recorded as (
-    update tasks set delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::timestamptz, updated_at = now()
-    where id = $1 and delivery_status = 'pending' and delivery_generation = $5 and delivery_attempts = $3 - 1
-    returning id
+const RECORD_DELIVERIES = `
+  with input as (
+    select * from jsonb_to_recordset($1::jsonb) as t(task_id uuid, status text, attempt integer, next_at timestamptz,
+      generation integer, events jsonb)
+  ), recorded as (
+    update tasks set delivery_status = i.status, delivery_attempts = i.attempt, delivery_next_at = i.next_at, updated_at = now()
+    from input i
+    where tasks.id = i.task_id and tasks.delivery_status = 'pending' and tasks.delivery_generation = i.generation
+      and tasks.delivery_attempts = i.attempt - 1
+    returning tasks.id
   ), events as (
     insert into task_events (task_id, type, data)
-    select recorded.id, e->>'type', e->'data' from recorded, jsonb_array_elements($6::jsonb) e
+    select recorded.id, e->>'type', e->'data' from recorded join input i on i.task_id = recorded.id, jsonb_array_elements(i.events) e
   )
   select id from recorded`;
 
-/** Records one onComplete attempt if it is still the expected one (generation and attempt number). */
-export function recordDelivery(args: {
+export interface DeliveryRecord {
   taskId: string;
   status: 'pending' | 'delivered' | 'failed';
   attempt: number;
   nextAt: Date | null;
   generation: number;
   events: NewEvent[];
-}): Statement {
-  return {
-    text: RECORD_DELIVERY,
-    params: [args.taskId, args.status, args.attempt, args.nextAt?.toISOString() ?? null, args.generation, eventsParam(args.events)],
-  };
+}
+
+/** Records one onComplete attempt if it is still the expected one (generation and attempt number). */
+export function recordDelivery(args: DeliveryRecord): Statement {
+  return recordDeliveries([args]);
+}
+
+/** Several attempts' records in one statement; a task may appear once (see `transitions`). */
+export function recordDeliveries(records: DeliveryRecord[]): Statement {
+  if (new Set(records.map((r) => r.taskId)).size !== records.length) throw new Error('recordDeliveries: a task appears twice');
+  const rows = records.map((r) => ({
+    task_id: r.taskId,
+    status: r.status,
+    attempt: r.attempt,
+    next_at: r.nextAt?.toISOString(),
+    generation: r.generation,
+    events: r.events.map((e) => ({ type: e.type, data: e.data ?? {} })),
+  }));
+  return { text: RECORD_DELIVERIES, params: [JSON.stringify(rows)] };
 }
 
 const CONSUME_CALLBACK = `

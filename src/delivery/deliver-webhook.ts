@@ -1,9 +1,11 @@
 import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
+import type postgres from 'postgres';
+import { createBatcher } from '../db/batcher.ts';
 import { foldJob, jobStatement, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockById, recordDelivery } from '../db/task-sql.ts';
+import { type DeliveryRecord, lockById, recordDeliveries, recordDelivery } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
@@ -96,10 +98,12 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
     ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: refused ? 'destination_refused' : 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
-  const record = recordDelivery({ taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents });
+  const recordArgs: DeliveryRecord = { taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents };
+  const record = recordDelivery(recordArgs);
   if (!nextAt) {
-    // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole write.
-    await transact(relay.sql, [record]);
+    // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole
+    // write, and attempts recorded together share one statement.
+    await relay.recordDelivery(recordArgs);
     return;
   }
   // A retry follows: lock first, so the next attempt's job exists only if this attempt was ours
@@ -113,4 +117,13 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
     const next = await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
     return { statements: foldJob(record, next), done: () => undefined };
   });
+}
+
+/** Writes attempt records that have no follow-up job; records made together share one statement. */
+export function createDeliveryRecorder(sql: postgres.Sql): (record: DeliveryRecord) => Promise<void> {
+  const write = async (records: DeliveryRecord[]): Promise<void[]> => {
+    await transact(sql, [recordDeliveries(records)]);
+    return records.map(() => undefined);
+  };
+  return createBatcher({ many: write, one: async (r) => void (await write([r])), maxInFlight: 4, maxBatch: 64 });
 }

@@ -21,7 +21,7 @@ const SECRET_TTL_MS = 60_000;
  * If this process dies first, that job delivers; if this attempt ran, the job finds it recorded
  * (deliveries are counted per attempt) and does nothing.
  */
-export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly' | 'writeTask' | 'claimTask' | 'recordOutcome'>): (job: NotifyJob, task: TaskRow) => void {
+export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>): (job: NotifyJob, task: TaskRow) => void {
   let inFlight = 0;
   const waiting: Array<[NotifyJob, TaskRow]> = [];
   const secrets = new Map<string, { sealed: string; at: number }>();

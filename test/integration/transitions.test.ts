@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { transact } from '../../src/db/pipeline.ts';
-import { transitions } from '../../src/db/task-sql.ts';
+import { recordDeliveries, transitions } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
@@ -75,4 +75,25 @@ test('outcomes recorded together: each task gets its change and its own follow-u
     { name: Queues.deadline, task_id: w, later: true },
     { name: Queues.notify, task_id: c, later: false },
   ]);
+});
+
+test('delivery attempts recorded in one statement: each is checked against its own round and attempt', async () => {
+  const [a, b] = [await pendingTask(), await pendingTask()];
+  await sql`update tasks set status = 'completed', delivery_status = 'pending', delivery_attempts = 0 where id = any(${[a, b]}::uuid[])`;
+  const [rows] = await transact(relay.running.relay.sql, [
+    recordDeliveries([
+      { taskId: a, status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [{ type: 'delivery.succeeded', data: { attempt: 1 } }] },
+      // Attempt 2 of b's round cannot be recorded before attempt 1 is.
+      { taskId: b, status: 'failed', attempt: 2, nextAt: null, generation: 0, events: [{ type: 'delivery.exhausted', data: { attempts: 2 } }] },
+    ]),
+  ]);
+  assert.deepEqual(rows.map((r) => r.id), [a]);
+  const states = await sql`select id, delivery_status, delivery_attempts from tasks where id = any(${[a, b]}::uuid[])`;
+  assert.deepEqual(Object.fromEntries(states.map((r) => [r.id, [r.delivery_status, r.delivery_attempts]])), { [a]: ['delivered', 1], [b]: ['pending', 0] });
+  assert.deepEqual((await eventsOf(a)).at(-1), ['delivery.succeeded', { attempt: 1 }]);
+  assert.notEqual((await eventsOf(b)).at(-1)?.[0], 'delivery.exhausted');
+  assert.throws(() => recordDeliveries([
+    { taskId: a, status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] },
+    { taskId: a, status: 'delivered', attempt: 2, nextAt: null, generation: 0, events: [] },
+  ]), /appears twice/);
 });
