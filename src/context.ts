@@ -4,7 +4,8 @@ import type postgres from 'postgres';
 import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
-import type { DeliveryRecord } from './db/task-sql.ts';
+import type { ConsumedRow } from './callbacks/consume-callback.ts';
+import type { CallbackConsume, DeliveryRecord } from './db/task-sql.ts';
 import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
@@ -34,6 +35,8 @@ export interface Relay {
   claimTask: (taskId: string) => Promise<TaskRow | null>;
   /** Writes what a dispatch attempt's answer changes; outcomes recorded together share a transaction. */
   recordOutcome: (outcome: DispatchOutcome) => Promise<void>;
+  /** Consumes a provider's callback (undefined: unknown token); callbacks arriving together share a statement. */
+  consumeCallback: (callback: CallbackConsume) => Promise<ConsumedRow | undefined>;
   /** Records an onComplete attempt that schedules no retry; records made together share a statement. */
   recordDelivery: (record: DeliveryRecord) => Promise<void>;
   /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */

@@ -9,6 +9,7 @@ import { createDatabase } from './db/client.ts';
 import { createWaker } from './db/pipeline.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { createCallbackConsumer } from './callbacks/consume-callback.ts';
 import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
 import { createPromptDelivery } from './delivery/prompt-delivery.ts';
 import { createQueues } from './jobs/queues.ts';
@@ -111,6 +112,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       claimTask: createDispatchClaimer(base.sql),
       recordOutcome: createOutcomeRecorder(base),
       recordDelivery: createDeliveryRecorder(base.sql),
+      consumeCallback: createCallbackConsumer(base),
     };
     const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched) };
     if (runsWorker) await startWorker(relay, boss, options.worker);

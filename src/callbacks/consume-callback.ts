@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import type { PgBoss } from 'pg-boss';
+import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
-import type { Relay } from '../context.ts';
-import { foldJob, jobStatement, transact } from '../db/pipeline.ts';
+import type { Relay, Timings } from '../context.ts';
+import { createBatcher } from '../db/batcher.ts';
+import { foldJobWhere, jobsStatement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { consumeCallback as consumeStatement } from '../db/task-sql.ts';
+import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { storableBody } from '../outbound/http.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
@@ -36,25 +39,24 @@ const LATE_PAYLOAD_LIMIT = 64 * 1024;
 
 /**
  * A provider POSTs its result to /v1/callbacks/:token. One statement locks the task, decides and
- * writes (see `consumeCallback` in db/task-sql.ts): the first accepted callback completes the
+ * writes (see `consumeCallbacks` in db/task-sql.ts): the first accepted callback completes the
  * task and consumes the token; a repeat of the same body is answered idempotently (providers
  * retry on 4xx); a late one is kept on the timeline; anything else is a conflict.
  *
  * The onComplete job rides in the same statement, so a completion is never without its webhook;
  * the first attempt is then made at once by this process (delivery/prompt-delivery.ts), and the
  * job, delayed, stands behind it in case this process dies first.
- * The statement cannot know beforehand whether it will accept, so the job is written every time
- * and names the request (token hash and a random ref that only an accepting statement stores):
- * the delivery handler does nothing unless this very request completed the task. A duplicate or
- * rejected callback's job thus finds another ref, or none, and ends without sending.
+ * The job names the request (token hash and a random ref that only an accepting statement
+ * stores), and the statement keeps it only if it accepted that request (`foldJobWhere`): unknown,
+ * duplicate, rejected and classified callbacks write no job. The delivery handler still checks
+ * the ref, so a job can never act for another request.
  */
 export async function consumeCallback(relay: Relay, callback: IncomingCallback): Promise<CallbackOutcome> {
   if (!isCallbackTokenShape(callback.token)) return { outcome: 'unknown' };
   const tokenHash = sha256Hex(callback.token);
   const bodyHash = sha256Hex(callback.body);
-  const ref = randomUUID();
   const stored = storableBody(callback.body);
-  const statement = consumeStatement({
+  const consume: CallbackConsume = {
     tokenHash,
     bodyHash,
     contentType: callback.contentType,
@@ -62,17 +64,44 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
     bodyEncoding: stored.bodyEncoding,
     size: callback.body.byteLength,
     lateLimit: LATE_PAYLOAD_LIMIT,
-    ref,
-  });
-  const notify: NotifyJob = { callbackHash: tokenHash, ref, generation: 0, attempt: 1 };
-  // Delayed: the attempt is made at once by deliverPromptly below; the job only backs it up.
-  const job = await jobStatement(relay.boss, Queues.notify, notify, { startAfter: relay.timings.promptFallbackSeconds });
-  const [rows] = await transact(relay.sql, foldJob(statement, job));
-  const row = rows[0];
+    ref: randomUUID(),
+  };
+  const row = await relay.consumeCallback(consume);
   if (!row) return { outcome: 'unknown' };
   // Tasks with callback rules (presets, callbackConfig, signatures): the statement changed nothing.
-  if (row.outcome === 'classify') return consumeClassifiedCallback(relay, callback, toTaskRow(row), bodyHash, stored);
-  const outcome = { outcome: row.outcome as 'accepted' | 'duplicate' | 'conflict' | 'late', task: toTaskRow(row) };
-  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notify, outcome.task);
+  if (row.outcome === 'classify') return consumeClassifiedCallback(relay, callback, row.task, bodyHash, stored);
+  const outcome = { outcome: row.outcome, task: row.task };
+  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notifyJobOf(consume), outcome.task);
   return outcome;
+}
+
+/** The onComplete job of an accepted callback: it names the request, so only that one acts on it. */
+const notifyJobOf = (c: CallbackConsume): NotifyJob => ({ callbackHash: c.tokenHash, ref: c.ref, generation: 0, attempt: 1 });
+
+export interface ConsumedRow {
+  outcome: 'accepted' | 'duplicate' | 'conflict' | 'late' | 'classify';
+  task: TaskRow;
+}
+
+/**
+ * Consumes callbacks; those arriving together share one statement (db/batcher.ts), and the
+ * onComplete jobs of the accepted ones ride in it. Resolves with undefined for an unknown token.
+ * The job is delayed: the first attempt is made at once by `deliverPromptly`; the job only backs
+ * it up should this process die first.
+ */
+export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings }) {
+  const write = async (callbacks: CallbackConsume[]): Promise<Array<ConsumedRow | undefined>> => {
+    const jobs = await jobsStatement(
+      deps.boss,
+      Queues.notify,
+      callbacks.map((c) => ({ data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
+    );
+    const [rows] = await transact(deps.sql, foldJobWhere(consumeCallbacks(callbacks), jobs, ACCEPTED_CALLBACK_JOBS));
+    const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));
+    return callbacks.map((c) => {
+      const row = byToken.get(c.tokenHash);
+      return row ? { outcome: row.outcome as ConsumedRow['outcome'], task: toTaskRow(row) } : undefined;
+    });
+  };
+  return createBatcher({ many: write, one: async (c) => (await write([c]))[0], maxInFlight: 4, maxBatch: 64 });
 }

@@ -162,6 +162,32 @@ export function foldJob(statement: Statement, job: Statement): Statement[] {
   return fold ? [{ text: fold.inline, params: [...job.params, ...statement.params] }] : [statement, job];
 }
 
+const JOB_ROWS = 'json_to_recordset($1::text::json)';
+const filteredFolds = new Map<string, string | null>();
+
+/**
+ * Like `foldJob`, for a job INSERT of several rows of which only some should be written: `keep`
+ * is a SQL condition on `j` (one element of pg-boss's job array, as json) that may read the CTEs
+ * of `statement`, which come first here. A callback statement uses it to write the onComplete
+ * job of the callbacks it accepted, and none for unknown, duplicate or rejected ones. Falls back
+ * to `foldJob` (every row written) when a shape is not the expected one.
+ */
+export function foldJobWhere(statement: Statement, job: Statement, keep: string): Statement[] {
+  const key = `${keep}\0${job.text}\0${statement.text}`;
+  let text = filteredFolds.get(key);
+  if (text === undefined) {
+    const jobParts = JOB_SHAPE.exec(job.text);
+    const ownParts = OWN_SHAPE.exec(statement.text);
+    text = null;
+    if (jobParts && ownParts && job.params.length === 1 && jobParts[1].split(JOB_ROWS).length === 2 && !/\$[2-9]/.test(job.text)) {
+      const rows = `json_to_recordset((select coalesce(json_agg(j), '[]'::json) from json_array_elements($1::text::json) j where ${keep}))`;
+      text = `WITH ${shiftParams(ownParts[1])}, ${jobParts[1].replace(JOB_ROWS, rows)}\n  select own.* from (${shiftParams(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`;
+    }
+    if (filteredFolds.size < 64) filteredFolds.set(key, text);
+  }
+  return text ? [{ text, params: [...job.params, ...statement.params] }] : foldJob(statement, job);
+}
+
 /**
  * Like `foldJob`, but the job's NOTIFY is taken out of the statement and handed back, to be sent
  * after the commit by `createWaker`. A NOTIFY inside a writing transaction holds PostgreSQL's

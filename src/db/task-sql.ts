@@ -253,58 +253,56 @@ export function recordDeliveries(records: DeliveryRecord[]): Statement {
   return { text: RECORD_DELIVERIES, params: [JSON.stringify(rows)] };
 }
 
-const CONSUME_CALLBACK = `
-  with found as (
-    select * from tasks where callback_hash = $1 for update
+const CONSUME_CALLBACKS = `
+  with input as (
+    select * from jsonb_to_recordset($1::jsonb) as t(token_hash text, body_hash text, headers jsonb, body text,
+      extra jsonb, size integer, late_limit integer, ref text)
+  ), found as (
+    select tasks.* from tasks join input i on tasks.callback_hash = i.token_hash for update of tasks
   ), accepted as (
     update tasks set
       status = 'completed',
-      result = jsonb_build_object('statusCode', 200, 'headers', $3::jsonb, 'body', $4::text,
-        'duration', greatest(0, floor(extract(epoch from clock_timestamp() - coalesce(found.dispatched_at, found.created_at)) * 1000))::bigint) || $5::jsonb,
+      result = jsonb_build_object('statusCode', 200, 'headers', i.headers, 'body', i.body,
+        'duration', greatest(0, floor(extract(epoch from clock_timestamp() - coalesce(found.dispatched_at, found.created_at)) * 1000))::bigint) || i.extra,
       error = null,
-      callback_body_hash = $2,
-      callback_ref = $8,
+      callback_body_hash = i.body_hash,
+      callback_ref = i.ref,
       completed_at = now(),
       delivery_status = case when found.on_complete_url is not null then 'pending' end,
       delivery_attempts = 0,
       updated_at = now()
-    from found
+    from found join input i on i.token_hash = found.callback_hash
     where tasks.id = found.id and found.callback_body_hash is null and found.callback_rules is null
       and found.status in ('pending', 'processing', 'waiting', 'polling')
     returning tasks.*
   ), outcome as (
-    select found.id, found.status as prior_status,
+    select found.id, found.status as prior_status, i.size, i.body, i.extra, i.late_limit,
       case
-        when exists (select 1 from accepted) then 'accepted'
+        when exists (select 1 from accepted a where a.id = found.id) then 'accepted'
         -- A task with callback rules (preset, classification, signature) is decided in code: no writes here.
         when found.callback_rules is not null then 'classify'
-        when found.callback_body_hash = $2 then 'duplicate'
+        when found.callback_body_hash = i.body_hash then 'duplicate'
         when found.status in ('timeout', 'cancelled') then 'late'
         else 'conflict'
       end as outcome
-    from found
+    from found join input i on i.token_hash = found.callback_hash
   ), events as (
     insert into task_events (task_id, type, data)
     select o.id, e.type, e.data from outcome o cross join lateral (
-      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', $6::int) as data where o.outcome = 'accepted'
+      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', o.size) as data where o.outcome = 'accepted'
       union all select 'status.changed', jsonb_build_object('from', o.prior_status, 'to', 'completed') where o.outcome = 'accepted'
-      union all select 'callback.duplicate', jsonb_build_object('size', $6::int) where o.outcome = 'duplicate'
-      union all select 'callback.late', jsonb_build_object('status', o.prior_status, 'size', $6::int,
-          'body', left($4::text, $7::int), 'truncated', length($4::text) > $7::int) || $5::jsonb where o.outcome = 'late'
-      union all select 'callback.rejected', jsonb_build_object('status', o.prior_status, 'size', $6::int) where o.outcome = 'conflict'
+      union all select 'callback.duplicate', jsonb_build_object('size', o.size) where o.outcome = 'duplicate'
+      union all select 'callback.late', jsonb_build_object('status', o.prior_status, 'size', o.size,
+          'body', left(o.body, o.late_limit), 'truncated', length(o.body) > o.late_limit) || o.extra where o.outcome = 'late'
+      union all select 'callback.rejected', jsonb_build_object('status', o.prior_status, 'size', o.size) where o.outcome = 'conflict'
     ) e
   ), result as (
-    select * from accepted union all select * from found where not exists (select 1 from accepted)
+    select * from accepted union all select * from found f where not exists (select 1 from accepted a where a.id = f.id)
   )
-  select o.outcome, r.* from outcome o, result r`;
+  select o.outcome, r.* from outcome o join result r on r.id = o.id`;
 
-/**
- * A provider's callback, decided and written in one statement under the row lock: accept it
- * (complete the task with the body as its result, consume the token), or record it as a
- * duplicate, a late arrival or a conflict. Returns `outcome` plus the task row as it now is;
- * no row for an unknown token. A task with callback rules comes back as `classify`, unchanged.
- */
-export function consumeCallback(args: {
+/** One callback as the statement takes it. */
+export interface CallbackConsume {
   tokenHash: string;
   bodyHash: string;
   contentType?: string;
@@ -314,18 +312,29 @@ export function consumeCallback(args: {
   lateLimit: number;
   /** Random id of this request, stored if it is accepted. */
   ref: string;
-}): Statement {
-  return {
-    text: CONSUME_CALLBACK,
-    params: [
-      args.tokenHash,
-      args.bodyHash,
-      JSON.stringify(args.contentType ? { 'content-type': args.contentType } : {}),
-      args.body,
-      JSON.stringify(args.bodyEncoding ? { bodyEncoding: args.bodyEncoding } : {}),
-      args.size,
-      args.lateLimit,
-      args.ref,
-    ],
-  };
 }
+
+/**
+ * Providers' callbacks, decided and written in one statement under the row locks: accept each
+ * (complete the task with the body as its result, consume the token), or record it as a
+ * duplicate, a late arrival or a conflict. Returns, per known token, `outcome` plus the task row
+ * as it now is; no row for an unknown token. A task with callback rules comes back as
+ * `classify`, unchanged. A token may appear once per statement (see `transitions`).
+ */
+export function consumeCallbacks(callbacks: CallbackConsume[]): Statement {
+  if (new Set(callbacks.map((c) => c.tokenHash)).size !== callbacks.length) throw new Error('consumeCallbacks: a token appears twice');
+  const rows = callbacks.map((c) => ({
+    token_hash: c.tokenHash,
+    body_hash: c.bodyHash,
+    headers: c.contentType ? { 'content-type': c.contentType } : {},
+    body: c.body,
+    extra: c.bodyEncoding ? { bodyEncoding: c.bodyEncoding } : {},
+    size: c.size,
+    late_limit: c.lateLimit,
+    ref: c.ref,
+  }));
+  return { text: CONSUME_CALLBACKS, params: [JSON.stringify(rows)] };
+}
+
+/** Only the jobs of accepted callbacks are kept when a callback statement is folded with its jobs. */
+export const ACCEPTED_CALLBACK_JOBS = `j->'data'->>'ref' in (select callback_ref from accepted)`;

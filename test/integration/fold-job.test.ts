@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { foldJob, foldJobDeferringNotify, jobsStatement, jobStatement, transact } from '../../src/db/pipeline.ts';
-import { consumeCallback, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
+import { foldJob, foldJobDeferringNotify, foldJobWhere, jobsStatement, jobStatement, transact } from '../../src/db/pipeline.ts';
+import { ACCEPTED_CALLBACK_JOBS, consumeCallbacks, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
@@ -22,7 +22,7 @@ const job = () => jobStatement(relay.running.relay.boss, Queues.notify, { taskId
 const statements = {
   insertTasks: () => insertTasks([{ keyHash: 'h', values: { id: '00000000-0000-7000-8000-000000000000' } as never, events: [] }]),
   transition: () => transition({ taskId: 'x', from: ['waiting'], to: 'completed' }),
-  consumeCallback: () => consumeCallback({ tokenHash: 't', bodyHash: 'b', body: '', size: 0, lateLimit: 1, ref: 'r' }),
+  consumeCallbacks: () => consumeCallbacks([{ tokenHash: 't', bodyHash: 'b', body: '', size: 0, lateLimit: 1, ref: 'r' }]),
   recordDelivery: () => recordDelivery({ taskId: 'x', status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] }),
 };
 
@@ -56,4 +56,11 @@ test('task creation folds its dispatch jobs and hands the NOTIFY back for after 
     assert.equal(wake?.queue, Queues.dispatch);
     assert.match(wake?.channelSql ?? '', /pgboss/);
   }
+});
+
+test('callback consumption folds its onComplete jobs with the accepted-only filter', async () => {
+  const jobs = await jobsStatement(relay.running.relay.boss, Queues.notify, [{ data: { callbackHash: 't', ref: 'r', generation: 0, attempt: 1 }, startAfter: 30 }]);
+  const folded = foldJobWhere(statements.consumeCallbacks(), jobs, ACCEPTED_CALLBACK_JOBS);
+  assert.equal(folded.length, 1, 'fell back to writing every job');
+  assert.match(folded[0].text, /json_array_elements\(\$1::text::json\) j where j->'data'->>'ref' in \(select callback_ref from accepted\)/);
 });

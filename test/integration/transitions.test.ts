@@ -8,6 +8,7 @@ import postgres from 'postgres';
 import { transact } from '../../src/db/pipeline.ts';
 import { recordDeliveries, transitions } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
+import { sha256Hex } from '../../src/callbacks/token.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
 let relay: TestRelay;
@@ -96,4 +97,28 @@ test('delivery attempts recorded in one statement: each is checked against its o
     { taskId: a, status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] },
     { taskId: a, status: 'delivered', attempt: 2, nextAt: null, generation: 0, events: [] },
   ]), /appears twice/);
+});
+
+test('callbacks consumed together: one statement, each answered for its own token, jobs only for the accepted', async () => {
+  const created = await Promise.all([1, 2, 3].map(() => relay.api('POST', '/v1/tasks', { targetUrl: 'http://127.0.0.1:9/run', waitForSignal: true, onCompleteUrl: 'http://127.0.0.1:9/hook' })));
+  const tokens = created.map((c) => c.body.signalToken as string);
+  // The second task has its result already: its callback is a conflict.
+  await sql`update tasks set status = 'completed', callback_body_hash = 'other' where id = ${created[1].body.task.id}`;
+  const consume = (token: string, n: number) => ({
+    tokenHash: sha256Hex(token),
+    bodyHash: sha256Hex(`body ${n}`),
+    body: `body ${n}`,
+    size: 6,
+    lateLimit: 100,
+    ref: `ref-${n}`,
+  });
+  const unknown = '0'.repeat(64);
+  const rows = await Promise.all([...tokens, unknown].map((t, n) => relay.running.relay.consumeCallback(consume(t, n))));
+  assert.deepEqual(rows.map((r) => r?.outcome), ['accepted', 'conflict', 'accepted', undefined]);
+  assert.equal(rows[0]?.task.result?.body, 'body 0');
+  assert.equal(rows[2]?.task.result?.body, 'body 2');
+  const done = await sql`select completed_at::text as at from tasks where id = any(${[created[0].body.task.id, created[2].body.task.id]}::uuid[])`;
+  assert.equal(new Set(done.map((d) => d.at)).size, 1, 'one statement: one now()');
+  const jobs = await sql`select data->>'ref' as ref from pgboss.job where name = 'task.notify' and data->>'ref' like 'ref-%' order by 1`;
+  assert.deepEqual(jobs.map((j) => j.ref), ['ref-0', 'ref-2']);
 });
