@@ -5,6 +5,7 @@ import type { ZodError } from 'zod';
 import type { Relay } from './context.ts';
 import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
+import { admitCreates } from './http/admission.ts';
 import { limitBody } from './http/body-limit.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
@@ -29,6 +30,8 @@ export interface AppDeps {
   limits: RateLimitConfig;
   /** RELAY_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client. */
   trustedProxies: string[];
+  /** RELAY_CREATE_CONCURRENCY: task creations handled at once (http/admission.ts). */
+  createConcurrency: number;
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
@@ -39,7 +42,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness, limits, trustedProxies }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies, createConcurrency }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -52,6 +55,8 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies }: Ap
   app.on('POST', '/v1/signals/*', requireJson());
   // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
   app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
+  // After the cheap checks (headers, cached key, limits): only admitted creates read their body.
+  app.on('POST', '/v1/tasks', admitCreates(createConcurrency));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
   const guard = callbackLimits({
     limits,

@@ -25,6 +25,8 @@ export interface Config {
   trustedProxies: string[];
   /** Rate limits (DESIGN §5); a limit of 0 turns that limit off. */
   rateLimits: RateLimitConfig;
+  /** RELAY_CREATE_CONCURRENCY: task creations handled at once per process, 1–1000, default 12 (the rest queue; see http/admission.ts). */
+  createConcurrency: number;
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';
   /** RELAY_FAL_JWKS_URL: where fal publishes its webhook verification keys (Ed25519 JWKS). */
@@ -112,6 +114,7 @@ const Env = z.object({
   RELAY_CALLBACK_REJECT_LIMIT: count(1_000_000_000),
   RELAY_CALLBACK_IP_CEILING: count(1_000_000_000),
   RELAY_API_RATE_LIMIT: count(1_000_000_000),
+  RELAY_CREATE_CONCURRENCY: count(1000).refine((n) => n !== 0, 'must be an integer from 1 to 1000'),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
   RELAY_FAL_JWKS_URL: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
     .default('https://rest.fal.ai/.well-known/jwks.json'),
@@ -158,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       callbackCeiling: e.RELAY_CALLBACK_IP_CEILING ?? 1200,
       apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
     },
+    createConcurrency: e.RELAY_CREATE_CONCURRENCY ?? 12,
     role: e.RELAY_ROLE,
     falJwksUrl: e.RELAY_FAL_JWKS_URL,
     dataDir: resolve(e.RELAY_DATA_DIR),

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'unsupported'
   | 'unsupported_media_type'
   | 'rate_limited'
+  | 'overloaded'
   | 'internal';
 
 /**

@@ -126,6 +126,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
         keys,
         limits: config.rateLimits,
         trustedProxies: config.trustedProxies,
+        createConcurrency: config.createConcurrency,
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });
       server = await new Promise<ServerType>((resolve, reject) => {

@@ -28,6 +28,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     allowedNetworks: [],
     trustedProxies: [],
     rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000 },
+    createConcurrency: 12,
     role: 'all',
     falJwksUrl: 'https://rest.fal.ai/.well-known/jwks.json',
     dataDir: resolve('.relay'),
@@ -38,6 +39,11 @@ test('defaults for an empty environment (embedded mode)', () => {
 test('rate limits are read as integers, 0 turning one off', () => {
   const { rateLimits } = loadConfig({ RELAY_RATE_LIMIT_WINDOW_SECONDS: '10', RELAY_CALLBACK_REJECT_LIMIT: '0', RELAY_CALLBACK_IP_CEILING: '50', RELAY_API_RATE_LIMIT: '7' });
   assert.deepEqual(rateLimits, { windowSeconds: 10, callbackRejects: 0, callbackCeiling: 50, apiPerKey: 7 });
+});
+
+test('RELAY_CREATE_CONCURRENCY is an integer from 1 to 1000', () => {
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '3' }).createConcurrency, 3);
+  for (const bad of ['0', '1001', '2.5', 'x']) assert.throws(() => loadConfig({ RELAY_CREATE_CONCURRENCY: bad }), /RELAY_CREATE_CONCURRENCY/);
 });
 
 test('the public URL follows PORT by default and loses its trailing slash when given', () => {
@@ -99,6 +105,7 @@ test('every problem is listed at once, one line each, naming the variable', () =
     RELAY_CALLBACK_REJECT_LIMIT: '-1',
     RELAY_CALLBACK_IP_CEILING: 'many',
     RELAY_API_RATE_LIMIT: '1.5',
+    RELAY_CREATE_CONCURRENCY: '0',
     LOG_LEVEL: 'loud',
   };
   const problems = problemsOf(env);
