@@ -38,6 +38,7 @@ const createTaskRoute = createRoute({
     200: json(CreateTaskResponse, 'Replay of an Idempotency-Key: the task created before'),
     ...problems,
     422: { description: 'Idempotency-Key reused with a different body', content: { 'application/problem+json': { schema: Problem } } },
+    503: { description: 'Too many creations waiting (RELAY_CREATE_CONCURRENCY); retry after Retry-After', content: { 'application/problem+json': { schema: Problem } } },
   },
 });
 
