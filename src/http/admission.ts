@@ -17,6 +17,11 @@ import { problem } from './problem.ts';
 export function admitCreates(max: number, maxWaiting = 10_000): MiddlewareHandler {
   let running = 0;
   const waiting: Array<() => void> = [];
+  const handOn = () => {
+    const nextInLine = waiting.shift();
+    if (nextInLine) nextInLine();
+    else running--;
+  };
   return async (c, next) => {
     if (running >= max) {
       if (waiting.length >= maxWaiting) {
@@ -25,15 +30,19 @@ export function admitCreates(max: number, maxWaiting = 10_000): MiddlewareHandle
       }
       // The slot is handed over by the request that finishes (running stays the same).
       await new Promise<void>((resolve) => waiting.push(resolve));
+      // The client gave up while it waited: creating the task now would make one it never learns
+      // of (and a retry of it a duplicate). Pass the slot on.
+      if (c.req.raw.signal.aborted) {
+        handOn();
+        return problem(c, 503, 'overloaded', 'The client went away before its turn');
+      }
     } else {
       running++;
     }
     try {
       await next();
     } finally {
-      const nextInLine = waiting.shift();
-      if (nextInLine) nextInLine();
-      else running--;
+      handOn();
     }
   };
 }

@@ -18,7 +18,9 @@ function held(max: number, maxWaiting?: number) {
     running--;
     return c.json({ n }, 201);
   });
-  const send = (n: number) => app.request(`/v1/tasks?n=${n}`, { method: 'POST' });
+  const send = Object.assign((n: number) => app.request(`/v1/tasks?n=${n}`, { method: 'POST' }), {
+    withSignal: (n: number, signal: AbortSignal) => app.request(`/v1/tasks?n=${n}`, { method: 'POST', signal }),
+  });
   const until = async (check: () => boolean) => {
     while (!check()) await new Promise((resolve) => setImmediate(resolve));
   };
@@ -57,4 +59,21 @@ test('a queue past maxWaiting is shed with 503 problem+json and Retry-After; not
   h.release.get(2)!();
   assert.deepEqual([(await first).status, (await queued).status], [201, 201]);
   assert.deepEqual(h.started, [1, 2]);
+});
+
+test('a request whose client went away while it waited is not handled, and its turn passes on', async () => {
+  const h = held(1);
+  const first = h.send(1);
+  await h.until(() => h.started.length === 1);
+  const gone = new AbortController();
+  const abandoned = h.send.withSignal(2, gone.signal);
+  const third = h.send(3);
+  await new Promise((resolve) => setImmediate(resolve));
+  gone.abort();
+  h.release.get(1)!();
+  await h.until(() => h.started.length === 2);
+  assert.deepEqual(h.started, [1, 3], 'the abandoned create must not run');
+  h.release.get(3)!();
+  assert.equal((await abandoned).status, 503);
+  assert.deepEqual([(await first).status, (await third).status], [201, 201]);
 });
