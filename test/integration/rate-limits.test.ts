@@ -87,6 +87,21 @@ test('50 valid callbacks from one IP are all accepted while its 40 bad ones are 
   assert.equal(repeat.status, 200);
 });
 
+test('signals refused as not JSON (415) count against the per-IP ceiling', async () => {
+  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+  try {
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      const answer = await fetch(`${limited.baseUrl}/v1/signals/${fakeToken(i)}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"status":"completed"}' });
+      statuses.push(answer.status);
+      await answer.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [415, 415, 415, 429, 429]);
+  } finally {
+    await limited.stop();
+  }
+});
+
 test('the per-IP ceiling and the per-key API limit, with their headers', async () => {
   const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '5', RELAY_API_RATE_LIMIT: '4', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
   try {
