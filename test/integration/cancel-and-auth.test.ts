@@ -209,7 +209,7 @@ describe('authentication', () => {
     for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
       const answer = await fetch(`${relay.baseUrl}/v1/tasks`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ targetUrl: `${provider.url}/unauth` }) });
       assert.equal(answer.status, 401, type);
-      assert.equal((await answer.json()).code, 'unauthorized');
+      assert.equal(((await answer.json()) as { code: string }).code, 'unauthorized');
     }
   });
 
