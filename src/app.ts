@@ -51,10 +51,10 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   app.use(requestId());
   // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
   app.on('POST', '/v1/tasks', limitBody(TASK_BODY_LIMIT, 'Request body'));
-  app.on('POST', '/v1/tasks', requireJson());
-  app.on('POST', '/v1/signals/*', requireJson());
   // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
   app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
+  // After the key: a client without one learns nothing but 401 (and its requests are not counted).
+  app.on('POST', '/v1/tasks', requireJson());
   // After the cheap checks (headers, cached key, limits): only admitted creates read their body.
   app.on('POST', '/v1/tasks', admitCreates(createConcurrency));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
@@ -66,6 +66,8 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   });
   app.use('/v1/callbacks/*', guard);
   app.use('/v1/signals/*', guard);
+  // After the guard, so that a flood of 415s still counts against the per-IP ceiling.
+  app.on('POST', '/v1/signals/*', requireJson());
 
   registerSystemRoutes(app, readiness);
   registerDocsRoute(app);

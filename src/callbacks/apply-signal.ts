@@ -5,11 +5,14 @@ import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockByCallbackHash } from '../db/task-sql.ts';
 import type { SignalInput } from '../http/schemas.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
+import type { CallbackRules } from '../providers/callback-rules.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export type SignalOutcome =
   | { outcome: 'accepted'; task: TaskRow }
   | { outcome: 'conflict'; task: TaskRow }
+  /** The task requires signed callbacks: an unsigned signal on the same token must not bypass that. */
+  | { outcome: 'unauthorized'; task: TaskRow }
   | { outcome: 'unknown' };
 
 function signalResult(input: SignalInput, since: Date): StoredResult | null {
@@ -33,6 +36,12 @@ export async function applySignal(relay: Relay, token: string, input: SignalInpu
   return withLock(relay.sql, lockByCallbackHash(sha256Hex(token)), async (rows) => {
     if (!rows[0]) return { statements: [], done: (): SignalOutcome => ({ outcome: 'unknown' }) };
     const task = toTaskRow(rows[0]);
+    if ((task.callbackRules as CallbackRules | null)?.signature) {
+      return {
+        statements: [insertEvents(task.id, [{ type: 'signal.rejected', data: { reason: 'signed_callbacks_required', status: task.status, requested: input.status } }])],
+        done: (): SignalOutcome => ({ outcome: 'unauthorized', task }),
+      };
+    }
     if (!CALLBACK_STATUSES.includes(task.status)) {
       return {
         statements: [insertEvents(task.id, [{ type: 'signal.rejected', data: { status: task.status, requested: input.status } }])],

@@ -2,6 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { type AddressClass, type NetworkList, parseNetworks, refusalOf } from './address-policy.ts';
+import { isSensitiveHeader } from '../tasks/redact.ts';
 
 /** One outbound HTTP call (a target dispatch, a poll or a webhook delivery). */
 export interface OutboundRequest {
@@ -47,8 +48,6 @@ const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 const DEFAULT_USER_AGENT = 'asyncrelay/0.1';
 const REFUSED = 'ERR_OUTBOUND_REFUSED';
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
-// Task headers carry provider credentials; a redirect to another origin must not receive them.
-const SENSITIVE_HEADER = /authorization|cookie|key|token|secret/i;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function refusal(host: string, kind: AddressClass): NodeJS.ErrnoException {
@@ -130,7 +129,8 @@ export function createOutbound(opts: { allowedNetworks: string[]; userAgent?: st
           body = undefined;
           headers = Object.fromEntries(Object.entries(headers).filter(([n]) => !/^content-/i.test(n)));
         }
-        if (next.origin !== url.origin) headers = Object.fromEntries(Object.entries(headers).filter(([n]) => !SENSITIVE_HEADER.test(n)));
+        // Task headers carry provider credentials (the same names views redact): not for another origin.
+        if (next.origin !== url.origin) headers = Object.fromEntries(Object.entries(headers).filter(([n]) => !isSensitiveHeader(n)));
         url = next;
       }
     } catch (err) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isSensitiveHeader } from '../tasks/redact.ts';
+import { isSensitiveHeader, redactUrl } from '../tasks/redact.ts';
 import { invalidRef, PATH_SHAPE, templateRefs } from './json-path.ts';
 
 /*
@@ -28,6 +28,10 @@ const Template = (key: keyof typeof ALLOWED_ROOTS) =>
       for (const ref of refs) {
         const why = invalidRef(ref.root, ref.path) ?? (ALLOWED_ROOTS[key].includes(ref.root) ? undefined : `${key} cannot use {${ref.root}.…}`);
         if (why) ctx.addIssue({ code: 'custom', message: why });
+      }
+      // pollConfig is stored and shown in clear (tasks, provider job, poll events, views, webhooks).
+      if (redactUrl(value) !== value) {
+        ctx.addIssue({ code: 'custom', message: 'must not carry credentials (userinfo or a ?key=/token=… parameter would be stored in clear): put them in the task headers and set forwardAuth' });
       }
       // A template that starts with a reference takes its URL from the answer: checked when rendered.
       if (refs[0]?.at === 0) return;

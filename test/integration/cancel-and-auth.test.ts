@@ -205,6 +205,14 @@ describe('authentication', () => {
     assert.equal((await relay.api('GET', `/v1/tasks/${taskId}`)).body.task.status, 'delayed');
   });
 
+  test('without a key a create is 401 whatever its content type (not 415)', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+      const answer = await fetch(`${relay.baseUrl}/v1/tasks`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ targetUrl: `${provider.url}/unauth` }) });
+      assert.equal(answer.status, 401, type);
+      assert.equal(((await answer.json()) as { code: string }).code, 'unauthorized');
+    }
+  });
+
   test('Authorization: Bearer <key> works like X-API-Key', async () => {
     for (const authorization of [`Bearer ${relay.apiKey}`, `bearer ${relay.apiKey}`]) {
       const answer = await apiRequest(relay.baseUrl, 'GET', `/v1/tasks/${taskId}`, undefined, { authorization });

@@ -14,9 +14,13 @@ let database: TestDatabase;
 let one: TestRelay;
 let two: TestRelay;
 let target: HttpFake;
-const LIMITS = { RELAY_CALLBACK_REJECT_LIMIT: '30', RELAY_TRUSTED_PROXIES: '127.0.0.0/8' };
+// An hour-long window: a 60 s window could end (and reset the counts) in the middle of a test.
+const LIMITS = { RELAY_CALLBACK_REJECT_LIMIT: '30', RELAY_TRUSTED_PROXIES: '127.0.0.0/8', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' };
 
 before(async () => {
+  // Windows are aligned to the clock: start right after a boundary rather than 30 s before one.
+  const leftMs = 3_600_000 - (Date.now() % 3_600_000);
+  if (leftMs < 30_000) await new Promise((resolve) => setTimeout(resolve, leftMs + 1000));
   database = await createTestDatabase('limits');
   one = await startTestRelay({ database, env: LIMITS });
   two = await startTestRelay({ database, env: { ...LIMITS, RELAY_ENCRYPTION_KEY: one.encryptionKey, RELAY_WEBHOOK_SECRET: one.webhookSecret } });
@@ -51,7 +55,7 @@ test('two relays on one database share one rejection count per client IP', async
   assert.equal(limited.headers.get('content-type'), 'application/problem+json');
   assert.equal(limited.body.code, 'rate_limited');
   const retryAfter = Number(limited.headers.get('retry-after'));
-  assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  assert.ok(retryAfter > 20 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
   assert.equal((await badCallback(one, ip, 32)).status, 429, 'the other relay counts the same window');
   // Another client is not affected.
   assert.equal((await badCallback(one, '198.51.100.99', 33)).status, 404);
@@ -81,6 +85,21 @@ test('50 valid callbacks from one IP are all accepted while its 40 bad ones are 
   // A provider repeating an accepted callback is answered 200 (a duplicate is not a rejection).
   const repeat = await apiRequest(one.baseUrl, 'POST', `/v1/callbacks/${tokens[0]}`, { status: 'OK', n: 0 }, from(ip));
   assert.equal(repeat.status, 200);
+});
+
+test('signals refused as not JSON (415) count against the per-IP ceiling', async () => {
+  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+  try {
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      const answer = await fetch(`${limited.baseUrl}/v1/signals/${fakeToken(i)}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"status":"completed"}' });
+      statuses.push(answer.status);
+      await answer.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [415, 415, 415, 429, 429]);
+  } finally {
+    await limited.stop();
+  }
 });
 
 test('the per-IP ceiling and the per-key API limit, with their headers', async () => {

@@ -21,6 +21,8 @@ const CREDENTIALS = {
   cookie: secret('cookie'),
   queryKey: secret('qkey'),
   password: secret('pw'),
+  pollQueryKey: secret('pollq'),
+  pollHeader: secret('pollh'),
 };
 const oldKey = randomBytes(32).toString('base64');
 const newKey = randomBytes(32).toString('base64');
@@ -105,6 +107,30 @@ test('the provider gets the real credentials; views show them redacted', async (
   const delayed = await relay.api('POST', '/v1/tasks', credentialedTask('delayed', { delayUntil: new Date(Date.now() + 3_600_000).toISOString() }));
   tokens.push(delayed.body.signalToken);
   assert.equal(delayed.body.task.status, 'delayed');
+});
+
+test('a poll URL template carrying a credential is refused; forwardAuth polls send the sealed header', async () => {
+  const pollConfig = { urlTemplate: `${provider.url}/status/{startResult.body.id}`, statusPath: 'status', doneValues: ['done'], interval: 1, initialDelay: 0 };
+  const refused = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${provider.url}/poll-submit`,
+    pollConfig: { ...pollConfig, urlTemplate: `${pollConfig.urlTemplate}?api_key=${CREDENTIALS.pollQueryKey}` },
+  });
+  assert.equal(refused.status, 400, JSON.stringify(refused.body));
+  assert.match(refused.body.detail, /^pollConfig\.urlTemplate: must not carry credentials/);
+
+  provider.setHandler((req) => {
+    if (req.path === '/poll-submit') return { status: 200, body: { id: 'j1' } };
+    if (req.path === '/status/j1') return { status: 200, body: { status: 'done', output: 'x' } };
+    return { status: 202, body: { accepted: true } };
+  });
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/poll-submit`, headers: { 'x-api-key': CREDENTIALS.pollHeader }, pollConfig: { ...pollConfig, forwardAuth: true } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await waitForStatus(relay, created.body.task.id, 'completed');
+  const [poll] = await provider.waitForRequests(1, (r) => r.path === '/status/j1');
+  assert.equal(poll.headers['x-api-key'], CREDENTIALS.pollHeader);
+  const view = (await relay.api('GET', `/v1/tasks/${created.body.task.id}`)).body.task;
+  assert.equal(view.pollConfig.urlTemplate, pollConfig.urlTemplate);
+  assert.equal(view.headers['x-api-key'], '[redacted]');
 });
 
 test('a dump of every table, pg-boss included, holds no token, key or credential', async () => {

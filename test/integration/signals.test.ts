@@ -3,7 +3,9 @@
  * or failed; bad bodies and unknown tokens change nothing; a finished task refuses a signal.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { Webhook } from 'standardwebhooks';
 import { HttpFake } from '../fakes/http-fake.ts';
 import { Receiver } from '../fakes/receiver.ts';
 import { apiRequest, startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
@@ -172,4 +174,33 @@ test('a signal to a timed-out task is 409', async () => {
   assertProblem(answer, 409);
   assert.equal(answer.body.error, 'Task is not in waiting/polling state (current: timeout)');
   assert.equal((await getTask(task.id)).status, 'timeout');
+});
+
+test('a task that requires signed callbacks refuses signals with 401; a signed callback still finishes it', async () => {
+  const secret = `whsec_${randomBytes(24).toString('base64')}`;
+  const task = await waitingTask({ callbackSignature: { scheme: 'standard-webhooks', secret } });
+  for (const body of [{ status: 'completed', result: 'forged' }, { status: 'failed', error: 'forged' }]) {
+    const answer = await signal(task.token, body);
+    assertProblem(answer, 401);
+    assert.equal(answer.body.code, 'unauthorized');
+    assert.equal(answer.body.error, 'This task requires signed callbacks; a signal cannot finish it');
+  }
+  const unchanged = await getTask(task.id);
+  assert.equal(unchanged.status, 'waiting');
+  assert.equal(unchanged.result, null);
+  assert.equal(unchanged.error, null);
+  const rejected = (await timeline(task.id)).filter((e) => e.type === 'signal.rejected');
+  assert.deepEqual(rejected.map((e) => e.data), [
+    { reason: 'signed_callbacks_required', status: 'waiting', requested: 'completed' },
+    { reason: 'signed_callbacks_required', status: 'waiting', requested: 'failed' },
+  ]);
+
+  const body = '{"output":"real"}';
+  const now = new Date();
+  const headers = { 'content-type': 'application/json', 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(now.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign('msg_1', now, body) };
+  const accepted = await fetch(`${relay.baseUrl}/v1/callbacks/${task.token}`, { method: 'POST', headers, body });
+  assert.equal(accepted.status, 200, await accepted.clone().text());
+  const done = await getTask(task.id);
+  assert.equal(done.status, 'completed');
+  assert.equal(done.result.body, body);
 });

@@ -1,14 +1,16 @@
 /**
  * The SSRF guard end to end (DESIGN §7), with loopback only: the relay may reach 127.0.0.2 and
  * nothing else, so every other loopback spelling must be refused before a connection is made.
- * The fake on 127.0.0.1 stands for an internal service and must record zero requests.
+ * The fake on 127.0.0.1 stands for an internal service and must record zero requests, whether
+ * the URL comes from the client, a redirect, a provider's submit answer or the relay's JWKS setting.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { HttpFake } from '../fakes/http-fake.ts';
+import { falQueued, falRequestId } from '../fakes/providers.ts';
 import { startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
 
 let relay: TestRelay;
@@ -18,13 +20,20 @@ let allowed: Server;
 let allowedUrl: string;
 let allowedHits = 0;
 
+const json = (res: ServerResponse, body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+
 before(async () => {
-  relay = await startTestRelay({ env: { RELAY_ALLOWED_NETWORKS: '127.0.0.2/32' } });
   internal = await HttpFake.start();
+  // fal's keys "published" on the internal service: fetching them must be refused too.
+  relay = await startTestRelay({ env: { RELAY_ALLOWED_NETWORKS: '127.0.0.2/32', RELAY_FAL_JWKS_URL: `http://127.0.0.1:${internal.port}/jwks` } });
   allowed = createServer((req, res) => {
     allowedHits++;
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/to') res.writeHead(302, { location: url.searchParams.get('url') ?? '/' }).end();
+    // A submit answer naming the poll URL: the provider, not the client, chooses it.
+    else if (url.pathname === '/submit-poll') json(res, { id: 'j1', status_url: url.searchParams.get('status') });
+    else if (url.pathname === '/fal-ai/flux/dev') json(res, falQueued(allowedUrl));
+    else if (url.pathname.startsWith('/fal-ai/flux/requests/')) json(res, { status: 'IN_QUEUE', queue_position: 0 });
     else res.writeHead(200, { 'content-type': 'text/plain' }).end('allowed');
   });
   allowed.listen(0, '127.0.0.2');
@@ -105,4 +114,45 @@ test('an onComplete webhook to a refused address is not sent and not retried', a
   assert.equal(attempt.data.error.code, 'refused');
   assert.deepEqual(events.find((e: any) => e.type === 'delivery.stopped').data, { reason: 'destination_refused' });
   assert.equal(internal.requests.length, 0);
+});
+
+test('a poll URL taken from the submit answer is guarded too: a refused one fails the task, nothing sent', async () => {
+  const statusUrl = `http://127.0.0.1:${internal.port}/status`;
+  const created = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${allowedUrl}/submit-poll?status=${encodeURIComponent(statusUrl)}`,
+    pollConfig: { urlTemplate: '{startResult.body.status_url}', statusPath: 'status', doneValues: ['done'], interval: 1, initialDelay: 0 },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const task = await waitForStatus(relay, created.body.task.id, 'failed');
+  assert.equal(task.error.code, 'poll_refused');
+  assert.match(task.error.message, /^destination refused: 127\.0\.0\.1 is a loopback address \(outside RELAY_ALLOWED_NETWORKS\)$/);
+  const events = (await relay.api('GET', `/v1/tasks/${task.id}/events`)).body.events;
+  assert.ok(events.some((e: any) => e.type === 'poll.started'), events.map((e: any) => e.type).join(', '));
+  assert.equal(internal.requests.length, 0, 'the internal service received nothing');
+});
+
+test('a JWKS URL outside RELAY_ALLOWED_NETWORKS is not fetched: a fal-signed callback is refused with 401', async () => {
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${allowedUrl}/fal-ai/flux/dev`, body: { prompt: 'x' }, provider: 'fal', callbackSignature: { scheme: 'fal' } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { id } = created.body.task;
+  await waitForStatus(relay, id, 'waiting');
+  const body = JSON.stringify({ request_id: falRequestId, status: 'OK', payload: { images: [] } });
+  const answer = await fetch(created.body.callbackUrl, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-fal-webhook-request-id': falRequestId,
+      'x-fal-webhook-user-id': 'github|4242',
+      'x-fal-webhook-timestamp': String(Math.floor(Date.now() / 1000)),
+      'x-fal-webhook-signature': 'ab'.repeat(64),
+    },
+    body,
+  });
+  assert.equal(answer.status, 401);
+  const events = (await relay.api('GET', `/v1/tasks/${id}/events`)).body.events;
+  const refused = events.find((e: any) => e.type === 'callback.unauthorized');
+  assert.match(refused.data.reason, /^fal JWKS fetch failed: destination refused: 127\.0\.0\.1 is a loopback address/);
+  assert.equal((await relay.api('GET', `/v1/tasks/${id}`)).body.task.status, 'waiting');
+  assert.equal((await relay.api('POST', `/v1/tasks/${id}/cancel`)).status, 200);
+  assert.equal(internal.requests.length, 0, 'the internal service received nothing');
 });

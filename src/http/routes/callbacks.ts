@@ -38,6 +38,7 @@ const signalRoute = createRoute({
   responses: {
     200: { description: 'Applied', content: { 'application/json': { schema: TaskEnvelope } } },
     400: problemOf('Invalid body'),
+    401: problemOf('The task requires signed callbacks (callbackSignature): signals cannot finish it'),
     404: problemOf('Invalid or expired token'),
     409: problemOf('Task already finished'),
   },
@@ -82,6 +83,8 @@ export function registerCallbackRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay):
     switch (outcome.outcome) {
       case 'accepted':
         return c.json({ task: toTaskView(outcome.task, relay.keyring) }, 200);
+      case 'unauthorized':
+        return problem(c, 401, 'unauthorized', 'This task requires signed callbacks; a signal cannot finish it') as never;
       case 'conflict':
         return problem(c, 409, 'conflict', notWaiting(outcome.task.status)) as never;
       case 'unknown':
