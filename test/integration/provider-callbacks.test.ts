@@ -118,6 +118,13 @@ test('luma: callback_url in the body; dreaming is progress, completed completes'
   const done = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('completed')));
   assert.equal(done.status, 200);
   assert.equal(JSON.parse(done.body.task.result.body).assets.video, 'https://storage.cdn-luma.com/dream/video.mp4');
+  // Luma's dreaming callback retried after the end: stale, answered 200 (no retry, no rejection).
+  const stale = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('dreaming')));
+  assert.equal(stale.status, 200);
+  assert.equal(stale.body.task.status, 'completed');
+  const types = (await timeline(created.body.task.id)).filter((e) => e.type.startsWith('callback.'));
+  assert.deepEqual(types.map((e) => e.type), ['callback.progress', 'callback.accepted', 'callback.superseded']);
+  assert.deepEqual([types[2].data.status, types[2].data.verdict, types[2].data.state], ['completed', 'progress', 'dreaming']);
 });
 
 test('callbackConfig without a preset: progress, then a failure value fails with the message at errorPath', async () => {
