@@ -165,6 +165,20 @@ test('a submit answer without the referenced field fails the task at once, with 
   assert.equal(failed.result.body, '{"nothing":true}');
 });
 
+test('a submit answer without a field the resultUrlTemplate references fails the task at once, before any poll', async () => {
+  custom.setHandler(() => ({ status: 200, body: { id: 'no-result-url' } }));
+  const created = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${custom.url}/noresult`,
+    pollConfig: { urlTemplate: `${custom.url}/status/{startResult.body.id}`, resultUrlTemplate: '{startResult.body.response_url}', statusPath: 'status', doneValues: ['done'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const failed = await waitForStatus(relay, created.body.task.id, 'failed');
+  assert.deepEqual(failed.error, { code: 'poll_unresolved', message: 'pollConfig.resultUrlTemplate: the submit answer has no {startResult.body.response_url}' });
+  assert.equal(failed.result.body, '{"id":"no-result-url"}');
+  assert.equal((await events(failed.id)).filter((e) => e.type.startsWith('poll.')).length, 0, 'no poll was started');
+  assert.equal(custom.requests.filter((r) => r.path === '/status/no-result-url').length, 0);
+});
+
 test('template values are percent-encoded inside a URL: an id cannot add path segments', async () => {
   custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: { id: '../admin?x=1' } } : { status: 200, body: { status: 'done' } }));
   const created = await relay.api('POST', '/v1/tasks', {
