@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as pause } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { HttpFake } from '../fakes/http-fake.ts';
+import { falQueued } from '../fakes/providers.ts';
 import { startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
 import { waitForTimeline } from '../helpers/timeline.ts';
 
@@ -154,6 +155,15 @@ test('maxDuration ends a poll that never finishes as timeout', async () => {
   assert.equal(timedOut.error.code, 'timeout');
   assert.match(timedOut.error.message, /polling deadline/);
   assert.ok(custom.requests.some((r) => r.path === '/status/slow'));
+});
+
+test('a waiting fal task whose pollConfig.maxDuration runs out says so in its timeout error', async () => {
+  custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: falQueued(custom.url, 'fa1dead1-660e-45cd-bd63-580e4f2a94cc') } : { status: 202, body: { status: 'IN_QUEUE' } }));
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${custom.url}/fal-ai/flux/dev`, headers: { authorization: 'Key fal-test' }, body: { prompt: 'x' }, provider: 'fal', pollConfig: { maxDuration: 1 }, maxWaitTime: 3600 });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await waitForStatus(relay, created.body.task.id, 'waiting');
+  const timedOut = await waitForStatus(relay, created.body.task.id, 'timeout');
+  assert.deepEqual(timedOut.error, { code: 'timeout', message: 'No callback or signal arrived, and the fallback poll did not see the end, within pollConfig.maxDuration (1 s)' });
 });
 
 test('a submit answer without the referenced field fails the task at once, with the answer as result', async () => {
