@@ -33,7 +33,8 @@ const kept = (stored: { body: string; bodyEncoding?: 'base64' }) => ({
  * classified before any lock; then, under the row lock: a terminal success completes the task,
  * a terminal failure fails it with the provider's error, progress is recorded and keeps the token;
  * a repeat of the accepted body is a duplicate, and a terminal result after the fallback poll (or
- * a signal) finished the task is recorded as superseded and answered 200, so the provider stops.
+ * a signal) finished the task, or any progress after the end, is recorded as superseded and
+ * answered 200, so the provider stops.
  */
 export async function consumeClassifiedCallback(
   relay: Relay,
@@ -58,11 +59,16 @@ export async function consumeClassifiedCallback(
     const task = rows[0] ? toTaskRow(rows[0]) : seen;
     const record = (outcome: CallbackOutcome, events: NewEvent[]) => ({ statements: [insertEvents(task.id, events)], done: () => outcome });
     if (task.callbackBodyHash === bodyHash) return record({ outcome: 'duplicate', task }, [{ type: 'callback.duplicate', data: { size } }]);
+    if (isTerminal(task.status) && verdict.kind === 'progress') {
+      // A progress event that arrives after the end (Luma's `dreaming` retried or out of order) is
+      // stale, not a rejection: 200 so the provider stops, and no strike against its address.
+      return record({ outcome: 'superseded', task }, [{ type: 'callback.superseded', data: { status: task.status, verdict: 'progress', size, ...state } }]);
+    }
     if (task.status === 'timeout' || task.status === 'cancelled') {
       return record({ outcome: 'late', task }, [{ type: 'callback.late', data: { status: task.status, size, ...state, ...kept(stored) } }]);
     }
     if (isTerminal(task.status)) {
-      if (!task.callbackBodyHash && verdict.kind !== 'progress') {
+      if (!task.callbackBodyHash) {
         return record({ outcome: 'superseded', task }, [{ type: 'callback.superseded', data: { status: task.status, verdict: verdict.kind, size, ...state, ...kept(stored) } }]);
       }
       return record({ outcome: 'conflict', task }, [{ type: 'callback.rejected', data: { status: task.status, size, ...state } }]);

@@ -49,8 +49,9 @@ export function pollJobOptions(task: TaskRow, delayMs: number) {
 /**
  * The submit of a task with a pollConfig answered 2xx: resolve the poll (and result, cancel) URLs
  * from that answer, move the task to `polling` (or `waiting`, when a callback is also expected)
- * with its deadline job, and enqueue the first poll as a delayed job. A poll URL that the answer
- * does not provide fails the task now, with the answer as its result, instead of polling nothing.
+ * with its deadline job, and enqueue the first poll as a delayed job. A poll (or result) URL that
+ * the answer does not provide fails the task now, with the answer as its result, instead of
+ * polling for a result it could never fetch.
  */
 export async function startPollingStatements(
   relay: Relay,
@@ -62,10 +63,15 @@ export async function startPollingStatements(
   const config = task.pollConfig as PollConfig;
   const context = submitContext(task, answer);
   const poll = renderTemplate(config.urlTemplate, context);
-  if (poll.missing.length > 0 || !isHttpUrl(poll.text)) {
-    const message = poll.missing.length > 0
-      ? `pollConfig.urlTemplate: the submit answer has no ${poll.missing.join(', ')}`
-      : 'pollConfig.urlTemplate did not resolve to an http(s) URL';
+  const result = config.resultUrlTemplate ? renderTemplate(config.resultUrlTemplate, context) : undefined;
+  const message = poll.missing.length > 0
+    ? `pollConfig.urlTemplate: the submit answer has no ${poll.missing.join(', ')}`
+    : !isHttpUrl(poll.text)
+      ? 'pollConfig.urlTemplate did not resolve to an http(s) URL'
+      : result && result.missing.length > 0
+        ? `pollConfig.resultUrlTemplate: the submit answer has no ${result.missing.join(', ')}`
+        : undefined;
+  if (message) {
     const failed = transition({ ...guard, to: 'failed', result: answer, error: { code: 'poll_unresolved', message }, events: [attempt] });
     return task.onCompleteUrl ? foldJob(failed, await notifyJob(relay, task.id, task.deliveryGeneration)) : [failed];
   }
@@ -75,7 +81,7 @@ export async function startPollingStatements(
   const deadlineSeconds = config.maxDuration ?? task.maxWaitTime;
   const job: ProviderJob = {
     pollUrl: poll.text,
-    ...(config.resultUrlTemplate && { resultUrlTemplate: renderTemplate(config.resultUrlTemplate, context).text }),
+    ...(result && { resultUrlTemplate: result.text }),
     ...(cancel && { cancel }),
     deadline: new Date(Date.now() + deadlineSeconds * 1000).toISOString(),
     schedule,

@@ -15,7 +15,7 @@ import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from './poll-sql.ts';
 import { countPoll } from './poll-sql.ts';
 import { isHttpUrl, pollJobOptions } from './poll-start.ts';
-import { judgePoll, judgeResultFetch, type PollVerdict, resultOf } from './poll-verdict.ts';
+import { isProviderVerdict, judgePoll, judgeResultFetch, type PollVerdict, resultOf } from './poll-verdict.ts';
 
 /** Longest own backoff between two polls after repeated 429/5xx. */
 const MAX_BACKOFF_MS = 10 * 60 * 1000;
@@ -90,6 +90,12 @@ async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provi
         : none;
     }
     if (current.pollCount !== job.poll) return none; // a replayed job: its poll was recorded already
+    if (provider.schedule === 'fallback' && verdict.kind === 'failed' && !isProviderVerdict(verdict)) {
+      // The fallback poll is only a safety net: a status URL it may not read (401 without the
+      // task's credentials, a refused address) says nothing of the job, and the task keeps
+      // waiting for its callback or deadline. Only the provider's own verdict ends it.
+      return { statements: [countPoll(task.id, job.poll, [...events, { type: 'poll.stopped', data: { error: verdict.error } }])], done: () => undefined };
+    }
     if (verdict.kind === 'done') {
       return { statements: await finishStatements(relay, current, { to: 'completed', result: resultOf(config, verdict.response), error: null, events }), done: () => undefined };
     }

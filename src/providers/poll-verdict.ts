@@ -32,6 +32,14 @@ function rejected(response: CapturedResponse, config: PollConfig, code: string):
   };
 }
 
+/**
+ * Whether a failure is the provider's word on the job (a failure value in the status body, or
+ * the result URL's non-2xx answer), rather than the status URL refusing or being unreachable.
+ */
+export function isProviderVerdict(verdict: PollVerdict & { kind: 'failed' }): boolean {
+  return verdict.error.code === 'provider_failed';
+}
+
 /** Judges a status poll by `statusCodes`, or by the value at `statusPath` of a 2xx JSON answer. */
 export function judgePoll(config: PollConfig, answer: OutboundResult): PollVerdict {
   if (!answer.ok) return unanswered(answer);

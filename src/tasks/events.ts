@@ -31,6 +31,7 @@ export type TaskEventType =
   | 'poll.attempt'
   | 'poll.result_fetch'
   | 'poll.superseded'
+  | 'poll.stopped'
   | 'provider.cancel_attempt';
 
 export interface NewEvent {

@@ -1,7 +1,9 @@
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById } from '../db/task-sql.ts';
+import type { PollConfig } from '../providers/poll-config.ts';
 import { providerCancelStatements } from '../providers/provider-cancel.ts';
 import { finishStatements } from './finish-task.ts';
 
@@ -13,15 +15,21 @@ export async function expireTask(relay: Relay, taskId: string): Promise<void> {
   await withLock(relay.sql, lockById(taskId), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : undefined;
     if (!task || (task.status !== 'waiting' && task.status !== 'polling')) return { statements: [], done: () => undefined };
-    const message = task.status === 'polling'
-      ? 'The provider did not finish within the polling deadline (pollConfig.maxDuration, else maxWaitTime)'
-      : `No callback or signal arrived within maxWaitTime (${task.maxWaitTime} s)`;
     return {
       statements: [
-        ...(await finishStatements(relay, task, { to: 'timeout', error: { code: 'timeout', message } })),
+        ...(await finishStatements(relay, task, { to: 'timeout', error: { code: 'timeout', message: timeoutMessage(task) } })),
         ...(await providerCancelStatements(relay, task, 'timeout')),
       ],
       done: () => undefined,
     };
   });
+}
+
+/** Which limit ran out: a waiting task that is also polled has the polling deadline (maxDuration). */
+function timeoutMessage(task: TaskRow): string {
+  if (task.status === 'polling') return 'The provider did not finish within the polling deadline (pollConfig.maxDuration, else maxWaitTime)';
+  const maxDuration = task.providerJob ? (task.pollConfig as PollConfig | null)?.maxDuration : undefined;
+  return maxDuration === undefined
+    ? `No callback or signal arrived within maxWaitTime (${task.maxWaitTime} s)`
+    : `No callback or signal arrived, and the fallback poll did not see the end, within pollConfig.maxDuration (${maxDuration} s)`;
 }

@@ -4,9 +4,12 @@
  * media, polls hitting 429, templates from the submit's headers, the deadline, and 400s.
  */
 import assert from 'node:assert/strict';
+import { setTimeout as pause } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { HttpFake } from '../fakes/http-fake.ts';
+import { falQueued } from '../fakes/providers.ts';
 import { startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
+import { waitForTimeline } from '../helpers/timeline.ts';
 
 let relay: TestRelay;
 let runway: HttpFake;
@@ -154,6 +157,15 @@ test('maxDuration ends a poll that never finishes as timeout', async () => {
   assert.ok(custom.requests.some((r) => r.path === '/status/slow'));
 });
 
+test('a waiting fal task whose pollConfig.maxDuration runs out says so in its timeout error', async () => {
+  custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: falQueued(custom.url, 'fa1dead1-660e-45cd-bd63-580e4f2a94cc') } : { status: 202, body: { status: 'IN_QUEUE' } }));
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${custom.url}/fal-ai/flux/dev`, headers: { authorization: 'Key fal-test' }, body: { prompt: 'x' }, provider: 'fal', pollConfig: { maxDuration: 1 }, maxWaitTime: 3600 });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await waitForStatus(relay, created.body.task.id, 'waiting');
+  const timedOut = await waitForStatus(relay, created.body.task.id, 'timeout');
+  assert.deepEqual(timedOut.error, { code: 'timeout', message: 'No callback or signal arrived, and the fallback poll did not see the end, within pollConfig.maxDuration (1 s)' });
+});
+
 test('a submit answer without the referenced field fails the task at once, with the answer as result', async () => {
   custom.setHandler(() => ({ status: 200, body: { nothing: true } }));
   const created = await relay.api('POST', '/v1/tasks', {
@@ -163,6 +175,20 @@ test('a submit answer without the referenced field fails the task at once, with 
   const failed = await waitForStatus(relay, created.body.task.id, 'failed');
   assert.deepEqual(failed.error, { code: 'poll_unresolved', message: 'pollConfig.urlTemplate: the submit answer has no {startResult.body.id}' });
   assert.equal(failed.result.body, '{"nothing":true}');
+});
+
+test('a submit answer without a field the resultUrlTemplate references fails the task at once, before any poll', async () => {
+  custom.setHandler(() => ({ status: 200, body: { id: 'no-result-url' } }));
+  const created = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${custom.url}/noresult`,
+    pollConfig: { urlTemplate: `${custom.url}/status/{startResult.body.id}`, resultUrlTemplate: '{startResult.body.response_url}', statusPath: 'status', doneValues: ['done'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const failed = await waitForStatus(relay, created.body.task.id, 'failed');
+  assert.deepEqual(failed.error, { code: 'poll_unresolved', message: 'pollConfig.resultUrlTemplate: the submit answer has no {startResult.body.response_url}' });
+  assert.equal(failed.result.body, '{"id":"no-result-url"}');
+  assert.equal((await events(failed.id)).filter((e) => e.type.startsWith('poll.')).length, 0, 'no poll was started');
+  assert.equal(custom.requests.filter((r) => r.path === '/status/no-result-url').length, 0);
 });
 
 test('template values are percent-encoded inside a URL: an id cannot add path segments', async () => {
@@ -214,7 +240,7 @@ test('elevenlabs-dubbing preset: dubbing, then dubbed completes with the metadat
   assert.deepEqual(JSON.parse(done.result.body).target_languages, ['es']);
 });
 
-test('a replayed or stale poll job does nothing: the poll count it names has passed', async () => {
+test('a poll job replayed after the task finished does nothing', async () => {
   let polls = 0;
   custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: { id: 'replay' } } : { status: 200, body: { status: polls++ < 1 ? 'running' : 'done' } }));
   const created = await relay.api('POST', '/v1/tasks', {
@@ -235,4 +261,53 @@ test('a replayed or stale poll job does nothing: the poll count it names has pas
   }
   assert.equal(custom.requests.filter((r) => r.path === '/status/replay').length, before, 'no poll was made');
   assert.equal((await events(created.body.task.id)).filter((e) => e.type === 'poll.attempt').length, 2);
+});
+
+/** Waits for a pg-boss job to finish, re-reading it at a steady pace; fails if it failed. */
+async function jobFinished(jobId: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await relay.running.relay.boss.getJobById('task.poll', jobId);
+    if (job?.state === 'completed') return;
+    assert.ok(job && job.state !== 'failed', `the job ended ${job?.state}`);
+    assert.ok(Date.now() < deadline, `job ${jobId} still ${job.state} after ${timeoutMs} ms`);
+    await pause(100);
+  }
+}
+
+test('poll jobs replayed while the task is still polling: a stale one polls nothing, a repeat of the current one leaves a single chain', async () => {
+  let finish = false;
+  custom.setHandler((req) => (req.method === 'POST' ? { status: 200, body: { id: 'replay-live' } } : { status: 200, body: { status: finish ? 'done' : 'running' } }));
+  const status = (r: { path: string }) => r.path === '/status/replay-live';
+  const created = await relay.api('POST', '/v1/tasks', {
+    targetUrl: `${custom.url}/replay-live`,
+    // 40 s scaled by 0.05: 2 s between polls, the window in which the replays run.
+    pollConfig: { urlTemplate: `${custom.url}/status/{startResult.body.id}`, interval: 40, initialDelay: 1, statusPath: 'status', doneValues: ['done'] },
+  });
+  const { id } = created.body.task;
+  const { boss, sql } = relay.running.relay;
+  const pollCount = async () => (await sql<{ n: number }[]>`select poll_count as n from tasks where id = ${id}`)[0].n;
+  await waitForTimeline(relay, id, 'poll.attempt');
+  assert.equal(await pollCount(), 1);
+
+  // Poll 0 again (a job pg-boss redelivered): the count has passed it, nothing is fetched or rewound.
+  const stale = await boss.send('task.poll', { taskId: id, poll: 0, errors: 0 });
+  await jobFinished(stale!);
+  assert.ok((await pollCount()) >= 1, 'the poll count never rewinds');
+
+  // Poll 1 twice (the scheduled job and a replay): whichever runs first counts; the other is stale.
+  const repeat = await boss.send('task.poll', { taskId: id, poll: 1, errors: 0 });
+  await jobFinished(repeat!);
+  finish = true;
+  await waitForStatus(relay, id, 'completed');
+  const jobs = await sql<{ id: string; poll: number; state: string }[]>`
+    select id, (data->>'poll')::int as poll, state from pgboss.job where name = 'task.poll' and data->>'taskId' = ${id}`;
+  for (const job of jobs) await jobFinished(job.id);
+
+  const attempts = (await events(id)).filter((e) => e.type === 'poll.attempt');
+  const n = attempts.length;
+  assert.deepEqual(attempts.map((e) => e.data.poll), Array.from({ length: n }, (_, i) => i + 1), 'one chain: polls 1..n, none twice');
+  assert.equal(await pollCount(), n - 1, 'the final poll finished the task without counting another');
+  assert.equal(custom.requests.filter(status).length, n, 'every status request is a recorded poll: no replay fetched on the side');
+  assert.ok(jobs.filter((j) => j.poll === 1).length === 2 && jobs.filter((j) => j.poll === 0).length === 2, 'both replays ran beside the scheduled jobs');
 });

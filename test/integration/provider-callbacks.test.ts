@@ -5,16 +5,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { HttpFake } from '../fakes/http-fake.ts';
-import { falErrorWebhook, falOkWebhook, falQueued, falRequestId, lumaGeneration, replicatePrediction } from '../fakes/providers.ts';
+import { falErrorWebhook, falOkWebhook, falQueued, lumaGeneration, replicatePrediction } from '../fakes/providers.ts';
 import { Receiver } from '../fakes/receiver.ts';
 import { startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
+import { waitForTimeline } from '../helpers/timeline.ts';
 
 let relay: TestRelay;
 let provider: HttpFake;
 let receiver: Receiver;
 
 before(async () => {
-  relay = await startTestRelay();
+  // Three fallback steps (1 s, 1.5 s, 2 s once scaled) so the backoff between polls is visible.
+  relay = await startTestRelay({ timings: { fallbackPollSeconds: [20, 30, 40] } });
   provider = await HttpFake.start();
   receiver = await Receiver.start(relay.webhookSecret);
 });
@@ -118,6 +120,13 @@ test('luma: callback_url in the body; dreaming is progress, completed completes'
   const done = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('completed')));
   assert.equal(done.status, 200);
   assert.equal(JSON.parse(done.body.task.result.body).assets.video, 'https://storage.cdn-luma.com/dream/video.mp4');
+  // Luma's dreaming callback retried after the end: stale, answered 200 (no retry, no rejection).
+  const stale = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('dreaming')));
+  assert.equal(stale.status, 200);
+  assert.equal(stale.body.task.status, 'completed');
+  const types = (await timeline(created.body.task.id)).filter((e) => e.type.startsWith('callback.'));
+  assert.deepEqual(types.map((e) => e.type), ['callback.progress', 'callback.accepted', 'callback.superseded']);
+  assert.deepEqual([types[2].data.status, types[2].data.verdict, types[2].data.state], ['completed', 'progress', 'dreaming']);
 });
 
 test('callbackConfig without a preset: progress, then a failure value fails with the message at errorPath', async () => {
@@ -160,7 +169,7 @@ test('fal fallback poll: the webhook never comes, the poll sees COMPLETED, fetch
   assert.equal(started.data.firstInMs, 1000, 'the first fallback poll waits (20 s scaled by 0.05)');
   const polls = events.filter((e) => e.type === 'poll.attempt');
   assert.deepEqual(polls.map((e) => e.data.state), ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED']);
-  assert.ok(polls[1].data.nextInMs === undefined || polls[0].data.nextInMs <= polls[1].data.nextInMs, 'fallback polls back off');
+  assert.deepEqual(polls.map((e) => e.data.nextInMs), [1500, 2000, undefined], 'fallback polls back off; the last one finished the task');
   assert.equal(events.find((e) => e.type === 'poll.result_fetch').data.statusCode, 200);
   const [delivery] = await receiver.waitForDeliveries(id);
   assert.equal(delivery.payload?.event, 'task.completed');
@@ -172,5 +181,32 @@ test('fal fallback poll: the webhook never comes, the poll sees COMPLETED, fetch
   const superseded = (await timeline(id)).find((e) => e.type === 'callback.superseded');
   assert.equal(superseded.data.verdict, 'success');
   assert.equal(superseded.data.body, falOkWebhook(requestId));
-  assert.equal(falRequestId.length, requestId.length);
+});
+
+test('fal fallback poll refused by the status URL (401: the task carries no fal key) stops polling; the task keeps waiting and the webhook completes it', async () => {
+  const requestId = 'deadbeef-660e-45cd-bd63-580e4f2a94cc';
+  provider.setHandler((req) => {
+    if (req.method === 'POST') return { status: 200, body: falQueued(provider.url, requestId) };
+    return req.headers.authorization === 'Key fal-test' ? { status: 200, body: { status: 'IN_PROGRESS', request_id: requestId } } : { status: 401, body: { detail: 'Unauthorized' } };
+  });
+  // The credentials are on the fal endpoint's allow-list upstream, not in the task: polls get 401.
+  const created = await relay.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/fal-ai/flux/dev`, body: { prompt: 'x' }, provider: 'fal' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { id } = created.body.task;
+  const stopped = await waitForTimeline(relay, id, 'poll.stopped', 20_000);
+  assert.deepEqual(stopped.data.error, { code: 'poll_rejected', message: 'Unauthorized', statusCode: 401 });
+  const polled = await task(id);
+  assert.equal(polled.status, 'waiting', 'a status URL the relay may not read says nothing of the job');
+  assert.equal(polled.error, null);
+  const attempts = (await timeline(id)).filter((e) => e.type === 'poll.attempt');
+  assert.deepEqual(attempts.map((e) => [e.data.statusCode, e.data.verdict]), [[401, 'failed']]);
+  const [jobs] = await relay.running.relay.sql<{ all: number; pending: number }[]>`
+    select count(*)::int as all, count(*) filter (where state in ('created', 'retry', 'active'))::int as pending
+    from pgboss.job where name = 'task.poll' and data->>'taskId' = ${id}`;
+  assert.deepEqual(jobs, { all: 1, pending: 0 }, 'the one poll made no next poll job');
+
+  const done = await post(created.body.callbackUrl, falOkWebhook(requestId));
+  assert.equal(done.status, 200);
+  assert.equal(done.body.task.status, 'completed');
+  assert.equal(done.body.task.result.body, falOkWebhook(requestId));
 });

@@ -10,6 +10,7 @@ import { Webhook } from 'standardwebhooks';
 import { HttpFake } from '../fakes/http-fake.ts';
 import { falOkWebhook, falQueued, falRequestId, replicatePrediction } from '../fakes/providers.ts';
 import { startTestRelay, type TestRelay, waitForStatus } from '../helpers/relay.ts';
+import { waitForTimeline } from '../helpers/timeline.ts';
 
 let relay: TestRelay;
 let provider: HttpFake;
@@ -46,7 +47,7 @@ test('cancelling a waiting Replicate task calls POST urls.cancel with the task c
   assert.equal(call.method, 'POST');
   assert.equal(call.path, '/v1/predictions/ufawqhfynnddngldkgtslldrkq/cancel');
   assert.equal(call.headers.authorization, 'Bearer r8_cancel');
-  const attempt = await waitForTimeline(created.body.task.id, 'provider.cancel_attempt');
+  const attempt = await waitForTimeline(relay, created.body.task.id, 'provider.cancel_attempt');
   assert.deepEqual({ ...attempt.data, duration: undefined, answer: undefined }, {
     reason: 'cancelled', method: 'POST', url: `${provider.url}/v1/predictions/ufawqhfynnddngldkgtslldrkq/cancel`, statusCode: 200, duration: undefined, answer: undefined,
   });
@@ -68,7 +69,7 @@ test('a task cancelled while its submit is in flight: the late submit answer get
   release();
   const [call] = await provider.waitForRequests(1, (r) => r.path.endsWith('/cancel') && r.headers.authorization === 'Bearer r8_race');
   assert.equal(call.method, 'POST');
-  const attempt = await waitForTimeline(id, 'provider.cancel_attempt');
+  const attempt = await waitForTimeline(relay, id, 'provider.cancel_attempt');
   assert.equal(attempt.data.statusCode, 200);
   const types = (await timeline(id)).map((e) => e.type);
   assert.ok(types.includes('dispatch.late_response'));
@@ -83,7 +84,7 @@ test('cancelling a waiting fal task calls PUT cancel_url', async () => {
   const [call] = await provider.waitForRequests(1, (r) => r.method === 'PUT');
   assert.equal(call.path, '/fal-ai/flux/requests/fa1cance-660e-45cd-bd63-580e4f2a94cc/cancel');
   assert.equal(call.headers.authorization, 'Key fal-cancel');
-  const attempt = await waitForTimeline(created.body.task.id, 'provider.cancel_attempt');
+  const attempt = await waitForTimeline(relay, created.body.task.id, 'provider.cancel_attempt');
   assert.equal(attempt.data.statusCode, 202);
   assert.equal(attempt.data.answer, '{"status":"CANCELLATION_REQUESTED"}');
 });
@@ -96,21 +97,8 @@ test('a Runway task that times out while polling is cancelled at Runway (DELETE 
   const [call] = await provider.waitForRequests(1, (r) => r.method === 'DELETE');
   assert.equal(call.path, '/v1/tasks/rw-timeout');
   assert.equal(call.headers.authorization, 'Bearer key_rw');
-  assert.equal((await waitForTimeline(created.body.task.id, 'provider.cancel_attempt')).data.statusCode, 204);
+  assert.equal((await waitForTimeline(relay, created.body.task.id, 'provider.cancel_attempt')).data.statusCode, 204);
 });
-
-/**
- * The cancel attempt is written by a job right after its HTTP call reached the fake: re-read the
- * timeline (each read is a round trip through the relay, no sleeps) until it appears.
- */
-async function waitForTimeline(id: string, type: string, timeoutMs = 10_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = (await timeline(id)).find((e) => e.type === type);
-    if (found) return found;
-    assert.ok(Date.now() < deadline, `no ${type} on the timeline after ${timeoutMs} ms`);
-  }
-}
 
 test('standard-webhooks: unsigned and wrongly signed callbacks → 401, recorded, task unchanged; a valid signature is accepted', async () => {
   const secret = `whsec_${randomBytes(24).toString('base64')}`;
