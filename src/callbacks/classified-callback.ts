@@ -1,6 +1,6 @@
 import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { transact, withLock } from '../db/pipeline.ts';
+import { jobStatement, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
@@ -8,6 +8,10 @@ import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish
 import { type BodyVerdict, type CallbackRules, classifyCallbackBody } from '../providers/callback-rules.ts';
 import { verifyStandardWebhook, type SignatureCheck } from '../providers/verify-signature.ts';
 import { openRequest } from '../tasks/sealed-request.ts';
+import { type PollJob, Queues } from '../jobs/queues.ts';
+import { parseJsonBody, readPath } from '../providers/json-path.ts';
+import { pollJobOptions } from '../providers/poll-start.ts';
+import { findPreset, type ProviderPreset } from '../providers/preset.ts';
 import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
 
 /** How much of a late or superseded payload the timeline keeps (characters). */
@@ -19,6 +23,14 @@ async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules,
   const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
   if (!secret) return { ok: false, reason: 'no signing secret stored for this task' };
   return verifyStandardWebhook(secret, headers, callback.body);
+}
+
+/** A success body whose result is elsewhere: `emptyPath` null (or absent) and `markerPath` set. */
+function lacksResult(body: Uint8Array, rule: NonNullable<NonNullable<ProviderPreset['callback']>['resultMissing']>): boolean {
+  const parsed = parseJsonBody(Buffer.from(body).toString('utf8'));
+  const empty = readPath(parsed, rule.emptyPath);
+  const marker = readPath(parsed, rule.markerPath);
+  return (empty === null || empty === undefined) && marker !== undefined && marker !== null && marker !== '';
 }
 
 const kept = (stored: { body: string; bodyEncoding?: 'base64' }) => ({
@@ -54,6 +66,8 @@ export async function consumeClassifiedCallback(
   }
   const verdict: BodyVerdict = rules.classify ? classifyCallbackBody(callback.body, rules.classify) : { kind: 'success' };
   const state = verdict.state === undefined ? {} : { state: verdict.state };
+  const missing = seen.provider ? findPreset(seen.provider)?.callback?.resultMissing : undefined;
+  const resultElsewhere = verdict.kind === 'success' && missing !== undefined && lacksResult(callback.body, missing);
 
   return withLock(relay.sql, lockById(seen.id), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : seen;
@@ -75,6 +89,19 @@ export async function consumeClassifiedCallback(
     }
     if (!CALLBACK_STATUSES.includes(task.status) || verdict.kind === 'progress') {
       return record({ outcome: 'progress', task }, [{ type: 'callback.progress', data: { status: task.status, size, ...state } }]);
+    }
+    if (resultElsewhere && task.providerJob) {
+      // Done, but the result is not in the callback (fal: payload null, payload_error set): poll
+      // now, and the poll fetches it where it lives. The job takes the current poll number, so
+      // the fallback poll already scheduled becomes a no-op (see pollTask's count guard).
+      const poll: PollJob = { taskId: task.id, poll: task.pollCount, errors: 0 };
+      return {
+        statements: [
+          insertEvents(task.id, [{ type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }]),
+          await jobStatement(relay.boss, Queues.poll, poll, pollJobOptions(task, 0)),
+        ],
+        done: (): CallbackOutcome => ({ outcome: 'progress', task }),
+      };
     }
     const result: StoredResult = {
       statusCode: 200,

@@ -14,6 +14,9 @@ export const fal: ProviderPreset = {
     placement: { in: 'query', name: 'fal_webhook' },
     classify: { statusPath: 'status', doneValues: ['OK'], failValues: ['ERROR'], errorPath: 'error' },
     signature: 'fal',
+    // A result that is not JSON-serialisable comes as `payload: null` with `payload_error`: it is
+    // only at response_url.
+    resultMissing: { emptyPath: 'payload', markerPath: 'payload_error' },
   },
   poll: {
     urlTemplate: '{startResult.body.status_url}',

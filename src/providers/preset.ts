@@ -22,6 +22,11 @@ export interface ProviderPreset {
     classify: CallbackConfig;
     /** The signature scheme the provider uses, if any (opt in per task with callbackSignature). */
     signature?: CallbackSignature['scheme'];
+    /**
+     * A success callback that carries no result: `emptyPath` is null and `markerPath` is set.
+     * The relay then fetches the result by polling at once (the poll reads it where it lives).
+     */
+    resultMissing?: { emptyPath: string; markerPath: string };
   };
   /**
    * How to poll. With a callback this is the fallback poll (slow, backing off, see

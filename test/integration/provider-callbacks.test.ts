@@ -210,3 +210,34 @@ test('fal fallback poll refused by the status URL (401: the task carries no fal 
   assert.equal(done.body.task.status, 'completed');
   assert.equal(done.body.task.result.body, falOkWebhook(requestId));
 });
+
+test('fal OK webhook with payload null and payload_error: 202, and an immediate poll fetches the result from response_url', async () => {
+  // Fallback polls far off (10 min scaled to 30 s): only the poll the webhook asks for can finish in time.
+  const own = await startTestRelay({ timings: { fallbackPollSeconds: [600] } });
+  try {
+    const requestId = 'deadbeef-660e-45cd-bd63-580e4f2a94cc';
+    const output = { video: { url: 'https://v3.fal.media/files/lion/clip.mp4' }, frames: 120 };
+    provider.setHandler((req) => {
+      if (req.method === 'POST') return { status: 200, body: falQueued(provider.url, requestId) };
+      if (req.path.endsWith('/status')) return { status: 200, body: { status: 'COMPLETED', request_id: requestId, logs: [] } };
+      return { status: 200, body: output };
+    });
+    const created = await own.api('POST', '/v1/tasks', { targetUrl: `${provider.url}/fal-ai/video`, headers: { authorization: 'Key fal-test' }, body: { prompt: 'x' }, provider: 'fal' });
+    assert.equal(created.status, 201);
+    const { id } = created.body.task;
+    await waitForStatus(own, id, 'waiting');
+    const webhook = JSON.stringify({ request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: null, payload_error: 'Response payload is not JSON serializable' });
+    const answer = await post(created.body.callbackUrl, webhook);
+    assert.equal(answer.status, 202);
+    assert.equal(answer.body.task.status, 'waiting');
+    const done = await waitForStatus(own, id, 'completed', 10_000);
+    assert.deepEqual(JSON.parse(done.result.body), output, 'the result is the body of response_url, not the webhook');
+    const events = (await own.api('GET', `/v1/tasks/${id}/events`)).body.events;
+    const progress = events.find((e: any) => e.type === 'callback.progress');
+    assert.equal(progress.data.resultFetchedByPoll, true);
+    assert.deepEqual(events.filter((e: any) => e.type === 'poll.attempt').map((e: any) => e.data.state), ['COMPLETED']);
+    assert.equal(events.find((e: any) => e.type === 'poll.result_fetch').data.statusCode, 200);
+  } finally {
+    await own.stop();
+  }
+});

@@ -12,6 +12,8 @@ export const ProviderView = z
         placement: z.object({ in: z.enum(['query', 'body']), name: z.string() }),
         classify: z.record(z.string(), z.unknown()),
         signature: z.string().nullable(),
+        resultMissing: z.object({ emptyPath: z.string(), markerPath: z.string() }).optional()
+          .openapi({ description: 'A success callback with emptyPath null and markerPath set carries no result: it is fetched by an immediate poll' }),
       })
       .nullable()
       .openapi({ description: 'How the provider calls back; null for poll-only providers' }),
