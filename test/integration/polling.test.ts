@@ -212,6 +212,7 @@ test('GET /v1/providers lists every preset with its full pollConfig, callback pl
     placement: { in: 'query', name: 'fal_webhook' },
     classify: { statusPath: 'status', doneValues: ['OK'], failValues: ['ERROR'], errorPath: 'error' },
     signature: 'fal',
+    resultMissing: { emptyPath: 'payload', markerPath: 'payload_error' },
   });
   assert.equal(byId.fal.pollRole, 'fallback');
   assert.equal(byId.fal.pollConfig.resultUrlTemplate, '{startResult.body.response_url}');
