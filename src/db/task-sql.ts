@@ -207,7 +207,14 @@ const CLAIM = `
  * Moves tasks to `processing` for a dispatch attempt, recording each change; returns the rows of
  * those that were dispatchable (the others: cancelled, already answered, gone).
  */
-export const claimForDispatch = (taskIds: string[]): Statement => ({ text: CLAIM, params: [`{${taskIds.join(',')}}`] });
+export function claimForDispatch(taskIds: string[]): Statement {
+  // An array literal of ids; anything but a UUID (a job not written by us) is refused here.
+  const bad = taskIds.find((id) => !UUID.test(id));
+  if (bad !== undefined) throw new Error(`claimForDispatch: not a task id: ${JSON.stringify(bad).slice(0, 60)}`);
+  return { text: CLAIM, params: [`{${taskIds.join(',')}}`] };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const RECORD_DELIVERIES = `
   with input as (

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { transact } from '../../src/db/pipeline.ts';
-import { recordDeliveries, transitions } from '../../src/db/task-sql.ts';
+import { claimForDispatch, recordDeliveries, transitions } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { sha256Hex } from '../../src/callbacks/token.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
@@ -121,4 +121,13 @@ test('callbacks consumed together: one statement, each answered for its own toke
   assert.equal(new Set(done.map((d) => d.at)).size, 1, 'one statement: one now()');
   const jobs = await sql`select data->>'ref' as ref from pgboss.job where name = 'task.notify' and data->>'ref' like 'ref-%' order by 1`;
   assert.deepEqual(jobs.map((j) => j.ref), ['ref-0', 'ref-2']);
+});
+
+test('a dispatch claim refuses anything but task ids, and a batch holding one fails only that claim', async () => {
+  assert.throws(() => claimForDispatch(['00000000-0000-7000-8000-000000000001', 'x}, {y']), /not a task id/);
+  const id = await pendingTask();
+  const claims = await Promise.allSettled([relay.running.relay.claimTask(id), relay.running.relay.claimTask('not-a-uuid')]);
+  assert.equal(claims[0].status, 'fulfilled');
+  assert.equal((claims[0] as PromiseFulfilledResult<any>).value?.status, 'processing');
+  assert.equal(claims[1].status, 'rejected');
 });
