@@ -103,5 +103,5 @@ export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; 
       return row ? { outcome: row.outcome as ConsumedRow['outcome'], task: toTaskRow(row) } : undefined;
     });
   };
-  return createBatcher({ many: write, one: async (c) => (await write([c]))[0], maxInFlight: 4, maxBatch: 64 });
+  return createBatcher({ many: write });
 }

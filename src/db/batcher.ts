@@ -16,12 +16,13 @@ export interface BatcherOptions<In, Out> {
   /**
    * Writes one item. Used for a batch of one, and item by item when `many` fails, so an item
    * that cannot be written (say, its API key was revoked a moment ago) fails alone.
+   * Default: `many` with that one item.
    */
-  one: (item: In) => Promise<Out>;
-  /** Batches written at the same time (each holds one connection). */
-  maxInFlight: number;
-  /** Largest batch. */
-  maxBatch: number;
+  one?: (item: In) => Promise<Out>;
+  /** Batches written at the same time (each holds one connection); default 4. */
+  maxInFlight?: number;
+  /** Largest batch; default 64. */
+  maxBatch?: number;
 }
 
 interface Waiting<In, Out> {
@@ -31,7 +32,8 @@ interface Waiting<In, Out> {
 }
 
 export function createBatcher<In, Out>(options: BatcherOptions<In, Out>): (item: In) => Promise<Out> {
-  const { many, one, maxInFlight, maxBatch } = options;
+  const { many, maxInFlight = 4, maxBatch = 64 } = options;
+  const one = options.one ?? (async (item: In) => (await many([item]))[0]);
   let queue: Waiting<In, Out>[] = [];
   let inFlight = 0;
   let scheduled = false;

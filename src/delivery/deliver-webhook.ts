@@ -125,5 +125,5 @@ export function createDeliveryRecorder(sql: postgres.Sql): (record: DeliveryReco
     await transact(sql, [recordDeliveries(records)]);
     return records.map(() => undefined);
   };
-  return createBatcher({ many: write, one: async (r) => void (await write([r])), maxInFlight: 4, maxBatch: 64 });
+  return createBatcher({ many: write });
 }

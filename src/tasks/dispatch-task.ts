@@ -62,7 +62,7 @@ export function createDispatchClaimer(sql: postgres.Sql): (taskId: string) => Pr
       return row ? toTaskRow(row) : null;
     });
   };
-  return createBatcher({ many: claim, one: async (id) => (await claim([id]))[0], maxInFlight: 4, maxBatch: 64 });
+  return createBatcher({ many: claim });
 }
 
 function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {
@@ -169,5 +169,5 @@ export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss })
     await transact(deps.sql, statements);
     return outcomes.map(() => undefined);
   };
-  return createBatcher({ many: write, one: async (o) => void (await write([o])), maxInFlight: 4, maxBatch: 64 });
+  return createBatcher({ many: write });
 }

@@ -42,10 +42,5 @@ export function createTaskWriter(deps: { sql: postgres.Sql; boss: PgBoss; wake: 
     // Every task is in `rows` once the statement succeeded: it inserts all of them or fails.
     return tasks.map((t) => toTaskRow(byId.get(t.values.id)!));
   };
-  return createBatcher<NewTask, TaskRow>({
-    many: write,
-    one: async (task) => (await write([task]))[0],
-    maxInFlight: MAX_IN_FLIGHT,
-    maxBatch: MAX_BATCH,
-  });
+  return createBatcher<NewTask, TaskRow>({ many: write, maxInFlight: MAX_IN_FLIGHT, maxBatch: MAX_BATCH });
 }
