@@ -16,35 +16,32 @@ export function statementOf(query: { toSQL(): { sql: string; params: unknown[] }
 }
 
 /**
- * The statement pg-boss would run for `send()`, captured through its `db` adapter option instead
+ * The statement pg-boss builds for a job insert, captured through its `db` adapter option instead
  * of executed, so it can ride in our pipelined transaction. pg-boss builds it (queue defaults,
- * NOTIFY for immediate jobs); we only choose when and on which connection it runs.
+ * NOTIFY for immediate jobs); we only choose when and on which connection it runs. `rows` is what
+ * the capture answers in place of the database.
  */
-export async function jobStatement(boss: PgBoss, name: string, data: object, options: SendOptions = {}): Promise<Statement> {
+async function captureJobInsert(name: string, rows: Row[], run: (db: { executeSql(text: string, values?: unknown[]): Promise<{ rows: Row[] }> }) => Promise<unknown>): Promise<Statement> {
   let captured: Statement | undefined;
-  const capture = {
-    async executeSql(text: string, values: unknown[] = []) {
+  await run({
+    async executeSql(text, values = []) {
       captured = { text, params: values };
-      return { rows: [{ id: null, start_after: new Date() }] };
+      return { rows };
     },
-  };
-  await boss.send(name, data, { ...options, db: capture });
+  });
   if (!captured) throw new Error(`pg-boss produced no statement for ${name}`);
   return captured;
 }
 
-/** Like `jobStatement`, for many jobs of one queue in one INSERT (pg-boss's `insert()`). */
-export async function jobsStatement(boss: PgBoss, name: string, jobs: JobInsert[]): Promise<Statement> {
-  let captured: Statement | undefined;
-  const capture = {
-    async executeSql(text: string, values: unknown[] = []) {
-      captured = { text, params: values };
-      return { rows: [] };
-    },
-  };
-  await boss.insert(name, jobs, { db: capture, returnId: true });
-  if (!captured) throw new Error(`pg-boss produced no statement for ${name}`);
-  return captured;
+/** The statement of pg-boss's `send()`: one job. */
+export function jobStatement(boss: PgBoss, name: string, data: object, options: SendOptions = {}): Promise<Statement> {
+  // send() checks that its insert returned the job's row.
+  return captureJobInsert(name, [{ id: null, start_after: new Date() }], (db) => boss.send(name, data, { ...options, db }));
+}
+
+/** The statement of pg-boss's `insert()`: many jobs of one queue in one INSERT. */
+export function jobsStatement(boss: PgBoss, name: string, jobs: JobInsert[]): Promise<Statement> {
+  return captureJobInsert(name, [], (db) => boss.insert(name, jobs, { db, returnId: true }));
 }
 
 /*
@@ -120,6 +117,8 @@ interface Fold {
   inline: string;
   /** pg-boss's NOTIFY taken out, to be sent after the commit. */
   deferred?: { text: string; wake: Wake };
+  /** The pieces, for `foldJobWhere`: pg-boss's CTEs, ours and our final SELECT (parameters shifted). */
+  parts: { jobCtes: string; ctes: string; select: string };
 }
 
 // Both texts are constants (one per queue, one per statement kind): each pair is parsed once.
@@ -140,6 +139,7 @@ function foldOf(statement: Statement, job: Statement): Fold | null {
     fold = {
       inline: `WITH ${jobParts[1]}, ${ctes}\n  select own.* from (${select}) own, (SELECT count(*) FROM notified) job_notified`,
       deferred: split && call ? { text: `WITH ${split[1]}, ${ctes}\n  ${select}`, wake: { channelSql: call[1], queue: call[2] } } : undefined,
+      parts: { jobCtes: jobParts[1], ctes, select },
     };
   }
   if (folds.size < 256) folds.set(key, fold);
@@ -163,7 +163,7 @@ export function foldJob(statement: Statement, job: Statement): Statement[] {
 }
 
 const JOB_ROWS = 'json_to_recordset($1::text::json)';
-const filteredFolds = new Map<string, string | null>();
+const filteredFolds = new WeakMap<Fold, Map<string, string | null>>();
 
 /**
  * Like `foldJob`, for a job INSERT of several rows of which only some should be written: `keep`
@@ -173,19 +173,20 @@ const filteredFolds = new Map<string, string | null>();
  * to `foldJob` (every row written) when a shape is not the expected one.
  */
 export function foldJobWhere(statement: Statement, job: Statement, keep: string): Statement[] {
-  const key = `${keep}\0${job.text}\0${statement.text}`;
-  let text = filteredFolds.get(key);
+  const fold = foldOf(statement, job);
+  if (!fold) return [statement, job];
+  let byKeep = filteredFolds.get(fold);
+  if (!byKeep) filteredFolds.set(fold, (byKeep = new Map()));
+  let text = byKeep.get(keep);
   if (text === undefined) {
-    const jobParts = JOB_SHAPE.exec(job.text);
-    const ownParts = OWN_SHAPE.exec(statement.text);
-    text = null;
-    if (jobParts && ownParts && job.params.length === 1 && jobParts[1].split(JOB_ROWS).length === 2 && !/\$[2-9]/.test(job.text)) {
-      const rows = `json_to_recordset((select coalesce(json_agg(j), '[]'::json) from json_array_elements($1::text::json) j where ${keep}))`;
-      text = `WITH ${shiftParams(ownParts[1])}, ${jobParts[1].replace(JOB_ROWS, rows)}\n  select own.* from (${shiftParams(ownParts[2])}) own, (SELECT count(*) FROM notified) job_notified`;
-    }
-    if (filteredFolds.size < 64) filteredFolds.set(key, text);
+    const { jobCtes, ctes, select } = fold.parts;
+    const rows = `json_to_recordset((select coalesce(json_agg(j), '[]'::json) from json_array_elements($1::text::json) j where ${keep}))`;
+    text = jobCtes.split(JOB_ROWS).length === 2
+      ? `WITH ${ctes}, ${jobCtes.replace(JOB_ROWS, rows)}\n  select own.* from (${select}) own, (SELECT count(*) FROM notified) job_notified`
+      : null;
+    byKeep.set(keep, text);
   }
-  return text ? [{ text, params: [...job.params, ...statement.params] }] : foldJob(statement, job);
+  return [{ text: text ?? fold.inline, params: [...job.params, ...statement.params] }];
 }
 
 /**
