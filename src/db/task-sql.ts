@@ -12,8 +12,20 @@ import type { Statement } from './pipeline.ts';
 
 const TERMINAL = `('completed', 'failed', 'timeout', 'cancelled')`;
 
+/** Events as the statements read them (`e->>'type'`, `e->'data'`), inside a jsonb parameter. */
+const eventRows = (events: NewEvent[]) => events.map((e) => ({ type: e.type, data: e.data ?? {} }));
+
 /** Events as one jsonb parameter, so one prepared statement records any number of them. */
-const eventsParam = (events: NewEvent[]) => JSON.stringify(events.map((e) => ({ type: e.type, data: e.data ?? {} })));
+export const eventsParam = (events: NewEvent[]) => JSON.stringify(eventRows(events));
+
+/**
+ * The batched statements change a row once per statement: an UPDATE … FROM with two input rows
+ * for the same task applies one of them, unpredictably, so a batch naming a task (or token) twice
+ * is refused, and the batcher writes its items one by one.
+ */
+function refuseRepeats(keys: string[], what: string): void {
+  if (new Set(keys).size !== keys.length) throw new Error(`${what} appears twice in one statement`);
+}
 
 const INSERT_EVENTS = `
   insert into task_events (task_id, type, data)
@@ -86,7 +98,7 @@ export function insertTasks(batch: TaskInsert[]): Statement {
     // Absent keys are SQL NULL; a JSON null would be stored as the jsonb value null.
     poll_config: v.pollConfig ?? undefined,
     callback_rules: v.callbackRules ?? undefined,
-    events: events.map((e) => ({ type: e.type, data: e.data ?? {} })),
+    events: eventRows(events),
   }));
   return { text: INSERT_TASKS, params: [JSON.stringify(rows)] };
 }
@@ -153,7 +165,7 @@ export function transition(t: Transition): Statement {
  * statement, so a second change of the same task would be lost, not refused.
  */
 export function transitions(ts: Transition[]): Statement {
-  if (new Set(ts.map((t) => t.taskId)).size !== ts.length) throw new Error('transitions: a task appears twice');
+  refuseRepeats(ts.map((t) => t.taskId), 'transitions: a task');
   const rows = ts.map((t) => {
     const events = [...(t.events ?? [])];
     const from = t.from.length === 1 ? t.from[0] : undefined;
@@ -170,8 +182,8 @@ export function transitions(ts: Transition[]): Statement {
       set_retry_count: t.setRetryCount ?? null,
       callback_body_hash: t.callbackBodyHash ?? null,
       retry_count: t.retryCount ?? null,
-      events: events.map((e) => ({ type: e.type, data: e.data ?? {} })),
-      events_if_missed: (t.eventsIfMissed ?? []).map((e) => ({ type: e.type, data: e.data ?? {} })),
+      events: eventRows(events),
+      events_if_missed: eventRows(t.eventsIfMissed ?? []),
     };
   });
   return { text: TRANSITIONS, params: [JSON.stringify(rows)] };
@@ -248,14 +260,14 @@ export function recordDelivery(args: DeliveryRecord): Statement {
 
 /** Several attempts' records in one statement; a task may appear once (see `transitions`). */
 export function recordDeliveries(records: DeliveryRecord[]): Statement {
-  if (new Set(records.map((r) => r.taskId)).size !== records.length) throw new Error('recordDeliveries: a task appears twice');
+  refuseRepeats(records.map((r) => r.taskId), 'recordDeliveries: a task');
   const rows = records.map((r) => ({
     task_id: r.taskId,
     status: r.status,
     attempt: r.attempt,
     next_at: r.nextAt?.toISOString(),
     generation: r.generation,
-    events: r.events.map((e) => ({ type: e.type, data: e.data ?? {} })),
+    events: eventRows(r.events),
   }));
   return { text: RECORD_DELIVERIES, params: [JSON.stringify(rows)] };
 }
@@ -329,7 +341,7 @@ export interface CallbackConsume {
  * `classify`, unchanged. A token may appear once per statement (see `transitions`).
  */
 export function consumeCallbacks(callbacks: CallbackConsume[]): Statement {
-  if (new Set(callbacks.map((c) => c.tokenHash)).size !== callbacks.length) throw new Error('consumeCallbacks: a token appears twice');
+  refuseRepeats(callbacks.map((c) => c.tokenHash), 'consumeCallbacks: a token');
   const rows = callbacks.map((c) => ({
     token_hash: c.tokenHash,
     body_hash: c.bodyHash,

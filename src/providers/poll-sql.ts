@@ -1,4 +1,5 @@
 import type { Statement } from '../db/pipeline.ts';
+import { eventsParam } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
 
 /*
@@ -18,7 +19,6 @@ export interface ProviderJob {
   schedule: 'interval' | 'fallback';
 }
 
-const events = (list: NewEvent[]) => JSON.stringify(list.map((e) => ({ type: e.type, data: e.data ?? {} })));
 
 const START = `
   with started as (
@@ -46,5 +46,5 @@ const NEXT = `
 
 /** Counts poll number `poll` as made, with its timeline, if it is still the expected one. */
 export function countPoll(taskId: string, poll: number, recorded: NewEvent[]): Statement {
-  return { text: NEXT, params: [taskId, poll, events(recorded)] };
+  return { text: NEXT, params: [taskId, poll, eventsParam(recorded)] };
 }
