@@ -10,6 +10,11 @@ function standardKey(secret: string): Buffer {
   return Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
 }
 
+/** Standard Webhooks' signature of one message: HMAC-SHA256(key, "id.timestamp.body"), raw bytes. */
+export function standardWebhookSignature(secret: string, msgId: string, timestamp: number | string, body: string | Uint8Array): Buffer {
+  return createHmac('sha256', standardKey(secret)).update(`${msgId}.${timestamp}.`).update(body).digest();
+}
+
 export interface SignInput {
   secret: string;
   /** `webhook-id`: stable across retries so receivers can deduplicate. */
@@ -27,7 +32,7 @@ export interface SignInput {
  */
 export function signWebhook(input: SignInput): Record<string, string> {
   const { secret, msgId, timestamp, body } = input;
-  const standard = createHmac('sha256', standardKey(secret)).update(`${msgId}.${timestamp}.${body}`).digest('base64');
+  const standard = standardWebhookSignature(secret, msgId, timestamp, body).toString('base64');
   const legacy = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
   return {
     'webhook-id': msgId,

@@ -1,4 +1,5 @@
-import { createHash, createHmac, createPublicKey, type KeyObject, timingSafeEqual, verify } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, timingSafeEqual, verify } from 'node:crypto';
+import { standardWebhookSignature } from '../delivery/sign.ts';
 import type { Outbound } from '../outbound/http.ts';
 
 /** Signed timestamps further than this from now are refused (Standard Webhooks and fal both use 5 min). */
@@ -22,8 +23,7 @@ export function verifyStandardWebhook(secret: string, headers: Record<string, st
   const signatures = headers['webhook-signature'];
   if (!id || !timestamp || !signatures) return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature' };
   if (!fresh(timestamp, now)) return { ok: false, reason: 'webhook-timestamp outside the 5 minute tolerance' };
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  const expected = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest();
+  const expected = standardWebhookSignature(secret, id, timestamp, body);
   for (const entry of signatures.split(' ')) {
     const [version, value] = entry.split(',', 2);
     if (version !== 'v1' || !value) continue;
