@@ -5,13 +5,12 @@ import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
-import { type BodyVerdict, type CallbackRules, classifyCallbackBody } from '../providers/callback-rules.ts';
+import { type BodyVerdict, type CallbackRules, classifyParsed, lacksResult, parseCallbackBody } from '../providers/callback-rules.ts';
 import { verifyStandardWebhook, type SignatureCheck } from '../providers/verify-signature.ts';
 import { openRequest } from '../tasks/sealed-request.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
-import { parseJsonBody, readPath } from '../providers/json-path.ts';
 import { pollJobOptions } from '../providers/poll-start.ts';
-import { findPreset, type ProviderPreset } from '../providers/preset.ts';
+import { findPreset } from '../providers/preset.ts';
 import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
 
 /** How much of a late or superseded payload the timeline keeps (characters). */
@@ -23,14 +22,6 @@ async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules,
   const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
   if (!secret) return { ok: false, reason: 'no signing secret stored for this task' };
   return verifyStandardWebhook(secret, headers, callback.body);
-}
-
-/** A success body whose result is elsewhere: `emptyPath` null (or absent) and `markerPath` set. */
-function lacksResult(body: Uint8Array, rule: NonNullable<NonNullable<ProviderPreset['callback']>['resultMissing']>): boolean {
-  const parsed = parseJsonBody(Buffer.from(body).toString('utf8'));
-  const empty = readPath(parsed, rule.emptyPath);
-  const marker = readPath(parsed, rule.markerPath);
-  return (empty === null || empty === undefined) && marker !== undefined && marker !== null && marker !== '';
 }
 
 const kept = (stored: { body: string; bodyEncoding?: 'base64' }) => ({
@@ -64,10 +55,11 @@ export async function consumeClassifiedCallback(
       return { outcome: 'unauthorized', task: seen };
     }
   }
-  const verdict: BodyVerdict = rules.classify ? classifyCallbackBody(callback.body, rules.classify) : { kind: 'success' };
-  const state = verdict.state === undefined ? {} : { state: verdict.state };
   const missing = seen.provider ? findPreset(seen.provider)?.callback?.resultMissing : undefined;
-  const resultElsewhere = verdict.kind === 'success' && missing !== undefined && lacksResult(callback.body, missing);
+  const parsed = rules.classify || missing ? parseCallbackBody(callback.body) : undefined;
+  const verdict: BodyVerdict = rules.classify ? classifyParsed(parsed, rules.classify) : { kind: 'success' };
+  const state = verdict.state === undefined ? {} : { state: verdict.state };
+  const resultElsewhere = verdict.kind === 'success' && missing !== undefined && lacksResult(parsed, missing);
 
   return withLock(relay.sql, lockById(seen.id), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : seen;

@@ -65,8 +65,14 @@ export function classifyParsed(
   return { kind: 'progress', state };
 }
 
-/** A callback body (raw bytes) read with `rule`; a body that is not JSON is progress, never a result. */
-export function classifyCallbackBody(body: Uint8Array, rule: CallbackConfig): BodyVerdict {
-  const parsed = parseJsonBody(Buffer.from(body).toString('utf8'));
-  return classifyParsed(parsed, rule);
+/** A callback body (raw bytes) as JSON; undefined when it is not JSON (then it is progress, never a result). */
+export function parseCallbackBody(body: Uint8Array): unknown {
+  return parseJsonBody(Buffer.from(body).toString('utf8'));
+}
+
+/** A success whose result is elsewhere (a preset's `resultMissing`): `emptyPath` null or absent, `markerPath` set. */
+export function lacksResult(parsed: unknown, rule: { emptyPath: string; markerPath: string }): boolean {
+  const empty = readPath(parsed, rule.emptyPath);
+  const marker = readPath(parsed, rule.markerPath);
+  return (empty === null || empty === undefined) && marker !== undefined && marker !== null && marker !== '';
 }

@@ -159,7 +159,11 @@ function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict:
 export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss }): (outcome: DispatchOutcome) => Promise<void> {
   const write = async (outcomes: DispatchOutcome[]): Promise<void[]> => {
     const byQueue = new Map<QueueName | undefined, DispatchOutcome[]>();
-    for (const o of outcomes) byQueue.set(o.job?.queue, [...(byQueue.get(o.job?.queue) ?? []), o]);
+    for (const o of outcomes) {
+      const group = byQueue.get(o.job?.queue);
+      if (group) group.push(o);
+      else byQueue.set(o.job?.queue, [o]);
+    }
     const statements: Statement[] = [];
     for (const [queue, group] of byQueue) {
       const change = transitions(group.map((o) => o.change));
