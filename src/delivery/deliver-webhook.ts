@@ -98,12 +98,11 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
     ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: refused ? 'destination_refused' : 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
-  const recordArgs: DeliveryRecord = { taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents };
-  const record = recordDelivery(recordArgs);
+  const record: DeliveryRecord = { taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents };
   if (!nextAt) {
     // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole
     // write, and attempts recorded together share one statement.
-    await relay.recordDelivery(recordArgs);
+    await relay.recordDelivery(record);
     return;
   }
   // A retry follows: lock first, so the next attempt's job exists only if this attempt was ours
@@ -115,7 +114,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
     const next = await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
-    return { statements: foldJob(record, next), done: () => undefined };
+    return { statements: foldJob(recordDelivery(record), next), done: () => undefined };
   });
 }
 

@@ -25,10 +25,6 @@ export async function insertTaskStatements(boss: PgBoss, tasks: NewTask[]): Prom
   return { statements, wake: tasks.some((t) => !t.delayed) ? wake : undefined };
 }
 
-/** Batches in flight at once; each holds a connection of the pool. */
-const MAX_IN_FLIGHT = 4;
-const MAX_BATCH = 64;
-
 /**
  * Writes new tasks; concurrent calls share one statement (see db/batcher.ts). Resolves with the
  * row as stored; rejects with the database's error (a revoked key: a not-null violation).
@@ -42,5 +38,5 @@ export function createTaskWriter(deps: { sql: postgres.Sql; boss: PgBoss; wake: 
     // Every task is in `rows` once the statement succeeded: it inserts all of them or fails.
     return tasks.map((t) => toTaskRow(byId.get(t.values.id)!));
   };
-  return createBatcher<NewTask, TaskRow>({ many: write, maxInFlight: MAX_IN_FLIGHT, maxBatch: MAX_BATCH });
+  return createBatcher<NewTask, TaskRow>({ many: write });
 }
