@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
-import { createDatabase } from './db/client.ts';
+import { createDatabase, isDriverPatched } from './db/client.ts';
 import { createWaker } from './db/pipeline.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
@@ -53,6 +53,9 @@ const DRAIN_MS = 20_000;
 export async function startRelay(config: Config, options: StartOptions = {}): Promise<RunningRelay> {
   const log = options.log ?? pino({ level: config.logLevel });
   const announce = options.announce ?? ((line: string) => process.stdout.write(`${line}\n`));
+  if (!isDriverPatched()) {
+    log.error('postgres.js is not patched (patches/ is applied by `npm install`): a database restart can crash this process');
+  }
   const embedded = config.databaseUrl
     ? undefined
     : await startEmbeddedPostgres({ dataDir: config.dataDir, log: (msg) => log.debug({ component: 'embedded-postgres' }, msg) });
