@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type postgres from 'postgres';
 import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
-import type { Wake } from './db/pipeline.ts';
+import type { Wake } from './jobs/job-sql.ts';
 import type { ConsumedRow } from './callbacks/consume-callback.ts';
 import type { CallbackConsume, DeliveryRecord } from './db/task-sql.ts';
 import type { NotifyJob } from './jobs/queues.ts';

@@ -6,13 +6,13 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
 import { createDatabase, isDriverPatched } from './db/client.ts';
-import { createWaker } from './db/pipeline.ts';
+import { checkJobShapes, createWaker } from './jobs/job-sql.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createCallbackConsumer } from './callbacks/consume-callback.ts';
 import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
 import { createPromptDelivery } from './delivery/prompt-delivery.ts';
-import { createQueues } from './jobs/queues.ts';
+import { createQueues, Queues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
 import { createFalVerifier } from './providers/verify-signature.ts';
@@ -79,7 +79,11 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       useListenNotify: true,
       supervise: runsWorker,
       schedule: runsWorker,
+      // Expired jobs and jobs whose worker stopped sending heartbeats (a kill -9) are failed and
+      // retried in pg-boss's monitor pass; its default of 60 s left an orphaned dispatch waiting
+      // ~50 s. With both intervals at 10 s and a 10 s heartbeat (the minimum) it waits 10–25 s.
       superviseIntervalSeconds: options.superviseIntervalSeconds ?? 10,
+      monitorIntervalSeconds: options.superviseIntervalSeconds ?? 10,
     });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();
@@ -91,6 +95,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     };
     cleanups.unshift(stopBoss);
     await createQueues(boss);
+    await checkJobShapes(boss, Queues.notify, log);
 
     const boot = await bootstrapDefaultProject(database.db, keyring, { apiKeys: config.apiKeys, webhookSecret: config.webhookSecret });
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);

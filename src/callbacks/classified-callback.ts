@@ -1,6 +1,7 @@
 import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, transact, withLock } from '../db/pipeline.ts';
+import { transact, withLock } from '../db/pipeline.ts';
+import { jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';

@@ -4,7 +4,8 @@ import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay, Timings } from '../context.ts';
 import { createBatcher } from '../db/batcher.ts';
-import { foldJobWhere, jobsStatement, transact } from '../db/pipeline.ts';
+import { runPlan } from '../db/pipeline.ts';
+import { foldJobsWhere } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
@@ -47,7 +48,7 @@ const LATE_PAYLOAD_LIMIT = 64 * 1024;
  * the first attempt is then made at once by this process (delivery/prompt-delivery.ts), and the
  * job, delayed, stands behind it in case this process dies first.
  * The job names the request (token hash and a random ref that only an accepting statement
- * stores), and the statement keeps it only if it accepted that request (`foldJobWhere`): unknown,
+ * stores), and the statement keeps it only if it accepted that request (`foldJobsWhere`): unknown,
  * duplicate, rejected and classified callbacks write no job. The delivery handler still checks
  * the ref, so a job can never act for another request.
  */
@@ -91,12 +92,13 @@ export interface ConsumedRow {
  */
 export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings }) {
   const write = async (callbacks: CallbackConsume[]): Promise<Array<ConsumedRow | undefined>> => {
-    const jobs = await jobsStatement(
-      deps.boss,
-      Queues.notify,
-      callbacks.map((c) => ({ data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
-    );
-    const [rows] = await transact(deps.sql, foldJobWhere(consumeCallbacks(callbacks), jobs, ACCEPTED_CALLBACK_JOBS));
+    const plan = await foldJobsWhere(consumeCallbacks(callbacks), {
+      boss: deps.boss,
+      queue: Queues.notify,
+      jobs: callbacks.map((c) => ({ data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
+      keep: ACCEPTED_CALLBACK_JOBS,
+    });
+    const [rows] = await runPlan(deps.sql, plan);
     const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));
     return callbacks.map((c) => {
       const row = byToken.get(c.tokenHash);

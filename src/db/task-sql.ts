@@ -1,5 +1,6 @@
 import type { StoredError, StoredResult, TaskStatus, tasks } from '../../drizzle/schema.ts';
 import type { NewEvent } from '../tasks/events.ts';
+import type { JobKeep } from '../jobs/job-sql.ts';
 import type { Statement } from './pipeline.ts';
 
 /*
@@ -355,5 +356,23 @@ export function consumeCallbacks(callbacks: CallbackConsume[]): Statement {
   return { text: CONSUME_CALLBACKS, params: [JSON.stringify(rows)] };
 }
 
-/** Only the jobs of accepted callbacks are kept when a callback statement is folded with its jobs. */
-export const ACCEPTED_CALLBACK_JOBS = `j->'data'->>'ref' in (select callback_ref from accepted)`;
+/** Only the jobs of accepted callbacks are kept: their `ref` is stored by the statement that accepted them. */
+export const ACCEPTED_CALLBACK_JOBS: JobKeep = {
+  sql: `j->'data'->>'ref' in (select callback_ref from accepted)`,
+  keeps: (rows) => {
+    const refs = new Set(rows.filter((row) => row.outcome === 'accepted').map((row) => row.callback_ref));
+    return (job) => refs.has((job.data as { ref?: string }).ref);
+  },
+};
+
+/**
+ * Only the jobs of tasks whose compare-and-set held (the `changed` rows of `transitions`): a
+ * follow-up job of a change that lost the race to a callback, a cancel or a signal is not written.
+ */
+export const CHANGED_TASK_JOBS: JobKeep = {
+  sql: `(j->'data'->>'taskId')::uuid in (select id from changed)`,
+  keeps: (rows) => {
+    const ids = new Set(rows.map((row) => row.id));
+    return (job) => ids.has((job.data as { taskId?: string }).taskId);
+  },
+};

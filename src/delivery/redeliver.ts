@@ -1,7 +1,8 @@
 import { eq, sql } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, statementOf, withLock } from '../db/pipeline.ts';
+import { statementOf, withLock } from '../db/pipeline.ts';
+import { jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import { conflict, invalid, notFound } from '../errors.ts';

@@ -1,4 +1,5 @@
 import type { Statement } from '../db/pipeline.ts';
+import type { JobKeep } from '../jobs/job-sql.ts';
 import { eventsParam } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
 
@@ -27,6 +28,12 @@ const START = `
     returning id
   )
   select id from started`;
+
+/** The first poll job is written only if `startPolling` recorded the provider's job. */
+export const POLLING_STARTED_JOBS: JobKeep = {
+  sql: `exists (select 1 from started)`,
+  keeps: (rows) => () => rows.length > 0,
+};
 
 /** Records the provider's job on a task that just moved to `status` (no row if it did not). */
 export function startPolling(taskId: string, job: ProviderJob, status: string): Statement {

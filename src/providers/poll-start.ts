@@ -1,16 +1,16 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
-import { foldJob, jobStatement, type Statement } from '../db/pipeline.ts';
-import { type Transition, transition } from '../db/task-sql.ts';
-import { type PollJob, Queues } from '../jobs/queues.ts';
+import { combinePlans, type Plan } from '../db/pipeline.ts';
+import { foldJobsWhere, type JobKeep } from '../jobs/job-sql.ts';
+import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/task-sql.ts';
+import { type NotifyJob, type PollJob, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
-import { notifyJob } from '../tasks/finish-task.ts';
 import { parseJsonBody, renderTemplate, type TemplateContext } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from './poll-sql.ts';
-import { startPolling } from './poll-sql.ts';
+import { POLLING_STARTED_JOBS, startPolling } from './poll-sql.ts';
 import { findPreset } from './preset.ts';
 
 export const isHttpUrl = (value: string) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
@@ -51,7 +51,9 @@ export function pollJobOptions(task: TaskRow, delayMs: number) {
  * from that answer, move the task to `polling` (or `waiting`, when a callback is also expected)
  * with its deadline job, and enqueue the first poll as a delayed job. A poll (or result) URL that
  * the answer does not provide fails the task now, with the answer as its result, instead of
- * polling for a result it could never fetch.
+ * polling for a result it could never fetch. No row lock is held (the submit answer came without
+ * one): every job here is written only if its compare-and-set held, so a callback or cancel that
+ * won meanwhile leaves no second webhook, deadline or poll behind.
  */
 export async function startPollingStatements(
   relay: Relay,
@@ -59,7 +61,7 @@ export async function startPollingStatements(
   answer: CapturedResponse,
   guard: Omit<Transition, 'to'>,
   attempt: NewEvent,
-): Promise<Statement[]> {
+): Promise<Plan> {
   const config = task.pollConfig as PollConfig;
   const context = submitContext(task, answer);
   const poll = renderTemplate(config.urlTemplate, context);
@@ -71,9 +73,12 @@ export async function startPollingStatements(
       : result && result.missing.length > 0
         ? `pollConfig.resultUrlTemplate: the submit answer has no ${result.missing.join(', ')}`
         : undefined;
+  const onChange = (statement: ReturnType<typeof transition>, queue: string, data: object, options: { startAfter?: number | Date; expireInSeconds?: number }, keep: JobKeep = CHANGED_TASK_JOBS) =>
+    foldJobsWhere(statement, { boss: relay.boss, queue, jobs: [{ data, ...options }], keep });
   if (message) {
     const failed = transition({ ...guard, to: 'failed', result: answer, error: { code: 'poll_unresolved', message }, events: [attempt] });
-    return task.onCompleteUrl ? foldJob(failed, await notifyJob(relay, task.id, task.deliveryGeneration)) : [failed];
+    if (!task.onCompleteUrl) return { statements: [failed] };
+    return onChange(failed, Queues.notify, { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 } satisfies NotifyJob, {});
   }
   const cancel = resolveCancel(config, context);
   const status = task.callbackHash ? ('waiting' as const) : ('polling' as const);
@@ -88,11 +93,9 @@ export async function startPollingStatements(
   };
   const delayMs = firstPollDelayMs(relay, config, schedule);
   const first: PollJob = { taskId: task.id, poll: 0, errors: 0 };
-  return [
-    ...foldJob(
-      transition({ ...guard, to: status, error: null, events: [attempt, { type: 'poll.started', data: { url: job.pollUrl, schedule, firstInMs: Math.round(delayMs) } }] }),
-      await jobStatement(relay.boss, Queues.deadline, { taskId: task.id }, { startAfter: deadlineSeconds }),
-    ),
-    ...foldJob(startPolling(task.id, job, status), await jobStatement(relay.boss, Queues.poll, first, pollJobOptions(task, delayMs))),
-  ];
+  const started = transition({ ...guard, to: status, error: null, events: [attempt, { type: 'poll.started', data: { url: job.pollUrl, schedule, firstInMs: Math.round(delayMs) } }] });
+  return combinePlans(
+    await onChange(started, Queues.deadline, { taskId: task.id }, { startAfter: deadlineSeconds }),
+    await onChange(startPolling(task.id, job, status), Queues.poll, first, pollJobOptions(task, delayMs), POLLING_STARTED_JOBS),
+  );
 }

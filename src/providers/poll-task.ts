@@ -1,7 +1,8 @@
 import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { foldJob, jobStatement, withLock } from '../db/pipeline.ts';
+import { withLock } from '../db/pipeline.ts';
+import { foldJob, jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';

@@ -1,7 +1,8 @@
 import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { jobStatement, type Statement, transact } from '../db/pipeline.ts';
+import { type Statement, transact } from '../db/pipeline.ts';
+import { jobStatement } from '../jobs/job-sql.ts';
 import { insertEvents } from '../db/task-sql.ts';
 import { type ProviderCancelJob, Queues } from '../jobs/queues.ts';
 import { providerCallHeaders } from './auth-headers.ts';

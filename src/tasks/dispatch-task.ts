@@ -4,9 +4,10 @@ import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { createBatcher } from '../db/batcher.ts';
-import { foldJob, jobsStatement, type Statement, transact } from '../db/pipeline.ts';
+import { combinePlans, type Plan, runPlan, transact } from '../db/pipeline.ts';
+import { foldJobsWhere } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
+import { CHANGED_TASK_JOBS, claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
 import { type NotifyJob, type QueueName, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse, OutboundResult } from '../outbound/http.ts';
 import { startPollingStatements } from '../providers/poll-start.ts';
@@ -94,7 +95,7 @@ function guardOf(task: TaskRow, attempt: NewEvent) {
  */
 async function startPolling(relay: Relay, task: TaskRow, answer: OutboundResult, response: CapturedResponse): Promise<void> {
   const attempt = attemptEvent(task, answer);
-  const [changed] = await transact(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
+  const [changed] = await runPlan(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
   if (changed.length === 0) await cancelOrphanedJob(relay, task, response);
 }
 
@@ -152,9 +153,11 @@ function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict:
 
 /**
  * Writes dispatch outcomes; those recorded together are one transaction of one statement per
- * kind of follow-up job (the transitions of a kind, folded with their jobs). A task appears once
- * per batch (its claim and its attempt are one job), else `transitions` refuses the batch and
- * each outcome is written alone.
+ * kind of follow-up job (the transitions of a kind, folded with their jobs). A follow-up job is
+ * written only for the tasks whose compare-and-set held: an answer that lost the race to a
+ * callback leaves no onComplete (or retry, or deadline) job behind. A task appears once per batch
+ * (its claim and its attempt are one job), else `transitions` refuses the batch and each outcome
+ * is written alone.
  */
 export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss }): (outcome: DispatchOutcome) => Promise<void> {
   const write = async (outcomes: DispatchOutcome[]): Promise<void[]> => {
@@ -164,13 +167,12 @@ export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss })
       if (group) group.push(o);
       else byQueue.set(o.job?.queue, [o]);
     }
-    const statements: Statement[] = [];
+    const plans: Plan[] = [];
     for (const [queue, group] of byQueue) {
       const change = transitions(group.map((o) => o.change));
-      if (!queue) statements.push(change);
-      else statements.push(...foldJob(change, await jobsStatement(deps.boss, queue, group.map((o) => o.job!.insert))));
+      plans.push(queue ? await foldJobsWhere(change, { boss: deps.boss, queue, jobs: group.map((o) => o.job!.insert), keep: CHANGED_TASK_JOBS }) : { statements: [change] });
     }
-    await transact(deps.sql, statements);
+    await runPlan(deps.sql, combinePlans(...plans));
     return outcomes.map(() => undefined);
   };
   return createBatcher({ many: write });

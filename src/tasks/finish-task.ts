@@ -1,6 +1,7 @@
 import type { StoredError, StoredResult, TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { foldJob, jobStatement, type Statement } from '../db/pipeline.ts';
+import { type Statement } from '../db/pipeline.ts';
+import { foldJob, jobStatement } from '../jobs/job-sql.ts';
 import { transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { NewEvent } from './events.ts';

@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { foldJob, foldJobDeferringNotify, foldJobWhere, jobsStatement, jobStatement, transact } from '../../src/db/pipeline.ts';
-import { ACCEPTED_CALLBACK_JOBS, consumeCallbacks, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
+import { runPlan, transact } from '../../src/db/pipeline.ts';
+import { checkJobShapes, foldJob, foldJobDeferringNotify, foldJobsWhere, jobsStatement, jobStatement } from '../../src/jobs/job-sql.ts';
+import { ACCEPTED_CALLBACK_JOBS, CHANGED_TASK_JOBS, consumeCallbacks, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
@@ -59,8 +60,62 @@ test('task creation folds its dispatch jobs and hands the NOTIFY back for after 
 });
 
 test('callback consumption folds its onComplete jobs with the accepted-only filter', async () => {
-  const jobs = await jobsStatement(relay.running.relay.boss, Queues.notify, [{ data: { callbackHash: 't', ref: 'r', generation: 0, attempt: 1 }, startAfter: 30 }]);
-  const folded = foldJobWhere(statements.consumeCallbacks(), jobs, ACCEPTED_CALLBACK_JOBS);
-  assert.equal(folded.length, 1, 'fell back to writing every job');
-  assert.match(folded[0].text, /json_array_elements\(\$1::text::json\) j where j->'data'->>'ref' in \(select callback_ref from accepted\)/);
+  const plan = await foldJobsWhere(statements.consumeCallbacks(), {
+    boss: relay.running.relay.boss,
+    queue: Queues.notify,
+    jobs: [{ data: { callbackHash: 't', ref: 'r', generation: 0, attempt: 1 }, startAfter: 30 }],
+    keep: ACCEPTED_CALLBACK_JOBS,
+  });
+  assert.equal(plan.statements.length, 1, 'fell back to a second round trip');
+  assert.equal(plan.after, undefined);
+  assert.match(plan.statements[0].text, /json_array_elements\(\$1::text::json\) j where j->'data'->>'ref' in \(select callback_ref from accepted\)/);
+});
+
+const notifyCount = async (taskId: string) => {
+  const [row] = await relay.running.relay.sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify' and data->>'taskId' = ${taskId}`;
+  return row.n;
+};
+
+/** A waiting task of the relay's default project, written directly (the API would dispatch it). */
+async function waitingTask(): Promise<string> {
+  const { sql } = relay.running.relay;
+  const [row] = await sql<{ id: string }[]>`
+    insert into tasks (id, project_id, status, target_url, method, headers_view, request_sealed, on_complete_url,
+      wait_for_signal, max_wait_time, timeout, max_retries, retry_backoff, priority, metadata)
+    values (gen_random_uuid(), 'default', 'waiting', 'http://127.0.0.1:9/x', 'POST', '{}', 'x', 'http://127.0.0.1:9/hook',
+      true, 600, 30, 0, 'exponential', 5, '{}')
+    returning id`;
+  return row.id;
+}
+
+for (const shape of ['folded', 'fallback'] as const) {
+  test(`a follow-up job is written only when its compare-and-set held (${shape})`, async () => {
+    const won = await waitingTask();
+    const lost = await waitingTask();
+    await relay.running.relay.sql`update tasks set status = 'completed' where id = ${lost}`;
+    const change = transition({ taskId: won, from: ['waiting'], to: 'completed' });
+    const lostChange = transition({ taskId: lost, from: ['waiting'], to: 'completed' });
+    // The fallback is what runs if a pg-boss upgrade changes its SQL: a statement that does not
+    // have our `with … select …` shape cannot be folded, so the jobs follow in a second round trip.
+    const unfoldable = (s: typeof change) => (shape === 'fallback' ? { ...s, text: `${s.text}\n  -- x` } : s);
+    for (const [taskId, statement] of [[won, unfoldable(change)], [lost, unfoldable(lostChange)]] as const) {
+      const plan = await foldJobsWhere(statement, {
+        boss: relay.running.relay.boss,
+        queue: Queues.notify,
+        jobs: [{ data: { taskId, generation: 0, attempt: 1 } }],
+        keep: CHANGED_TASK_JOBS,
+      });
+      assert.equal(plan.after === undefined, shape === 'folded');
+      await runPlan(relay.running.relay.sql, plan);
+    }
+    assert.equal(await notifyCount(won), 1, 'the change that happened has its job');
+    assert.equal(await notifyCount(lost), 0, 'the change that lost the race wrote no job');
+  });
+}
+
+test('the boot check finds every shape the folds rely on', async () => {
+  const warnings: string[] = [];
+  const problems = await checkJobShapes(relay.running.relay.boss, Queues.notify, { warn: (_o: object, m: string) => warnings.push(m) } as never);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(warnings, []);
 });
