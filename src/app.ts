@@ -17,6 +17,8 @@ import type { KeyCache } from './projects/key-cache.ts';
 import type { RateLimitConfig } from './config.ts';
 import { apiKeyLimit, callbackLimits } from './http/rate-limit.ts';
 import { requireJson } from './http/content-type.ts';
+import { requestDeadline } from './http/deadline.ts';
+import { isDatabaseUnavailable } from './db/unavailable.ts';
 import { createSharedCounter } from './limits/rejection-counter.ts';
 import { parseNetworks } from './outbound/address-policy.ts';
 
@@ -25,6 +27,10 @@ export const TASK_BODY_LIMIT = 2 * 1024 * 1024;
 
 export interface AppDeps {
   relay: Relay;
+  /** Aborted when the process starts draining (SIGTERM): answers close their connection. */
+  draining?: AbortSignal;
+  /** Longest a request may take before it is answered 503, ms (DESIGN §8: never past 10 s). Default 9000. */
+  requestBudgetMs?: number;
   keys: KeyCache;
   readiness: Readiness;
   limits: RateLimitConfig;
@@ -42,13 +48,23 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness, limits, trustedProxies, createConcurrency }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies, createConcurrency, draining, requestBudgetMs = 9_000 }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
     },
   });
   app.use(requestId());
+  if (draining) {
+    // While the process drains, every answer ends its connection, so keep-alive clients move to
+    // another replica instead of having a later request cut (DESIGN §8: SIGTERM).
+    app.use(async (c, next) => {
+      await next();
+      if (draining.aborted) c.res.headers.set('connection', 'close');
+    });
+  }
+  // First, so the key lookup is inside the bound too; a long-poll adds the wait it asked for.
+  app.use('/v1/*', requestDeadline(requestBudgetMs, (c) => 1000 * (Number(c.req.query('wait')) || 0)));
   // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
   app.on('POST', '/v1/tasks', limitBody(TASK_BODY_LIMIT, 'Request body'));
   // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
@@ -81,6 +97,12 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   app.notFound((c) => problem(c, 404, 'not_found', `No route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {
     if (error instanceof AppError) return problem(c, error.status as 400, error.code, error.message);
+    if (isDatabaseUnavailable(error)) {
+      // DESIGN §8: an outage is answered 503 with Retry-After, never 500; a provider retries its callback.
+      relay.log.warn({ requestId: c.get('requestId'), code: (error as { code?: string }).code }, 'database unavailable; answered 503');
+      c.header('retry-after', '2');
+      return problem(c, 503, 'unavailable', 'The database is unavailable; retry after Retry-After');
+    }
     if (error instanceof HTTPException && error.status < 500) {
       // hono's own validator errors, e.g. "Malformed JSON in request body".
       return problem(c, error.status as 400, 'invalid_request', error.message || 'Invalid request');

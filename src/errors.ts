@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'overloaded'
+  /** The database cannot be reached (or did not answer in time): retry after Retry-After. */
+  | 'unavailable'
   | 'internal';
 
 /**

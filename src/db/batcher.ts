@@ -29,9 +29,11 @@ interface Waiting<In, Out> {
   item: In;
   resolve: (out: Out) => void;
   reject: (error: unknown) => void;
+  /** The caller's deadline: an item whose signal aborted before its batch left is never written. */
+  signal?: AbortSignal;
 }
 
-export function createBatcher<In, Out>(options: BatcherOptions<In, Out>): (item: In) => Promise<Out> {
+export function createBatcher<In, Out>(options: BatcherOptions<In, Out>): (item: In, signal?: AbortSignal) => Promise<Out> {
   const { many, maxInFlight = 4, maxBatch = 64 } = options;
   const one = options.one ?? (async (item: In) => (await many([item]))[0]);
   let queue: Waiting<In, Out>[] = [];
@@ -59,6 +61,15 @@ export function createBatcher<In, Out>(options: BatcherOptions<In, Out>): (item:
 
   const flush = () => {
     scheduled = false;
+    // A caller that gave up (its request answered 503, its client gone) while its item waited
+    // here must not have it written later: it would be a task the client never learns of.
+    if (queue.some((w) => w.signal?.aborted)) {
+      queue = queue.filter((w) => {
+        if (!w.signal?.aborted) return true;
+        w.reject(w.signal.reason);
+        return false;
+      });
+    }
     while (queue.length > 0 && inFlight < maxInFlight) {
       const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
       queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
@@ -77,9 +88,10 @@ export function createBatcher<In, Out>(options: BatcherOptions<In, Out>): (item:
     setImmediate(flush);
   };
 
-  return (item) =>
+  return (item, signal) =>
     new Promise<Out>((resolve, reject) => {
-      queue.push({ item, resolve, reject });
+      if (signal?.aborted) return reject(signal.reason);
+      queue.push({ item, resolve, reject, signal });
       schedule();
     });
 }

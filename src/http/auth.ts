@@ -1,9 +1,10 @@
 import { createMiddleware } from 'hono/factory';
 import { sha256Hex } from '../callbacks/token.ts';
 import type { KeyCache } from '../projects/key-cache.ts';
+import type { Deadline } from './deadline.ts';
 import { problem } from './problem.ts';
 
-export type AuthEnv = { Variables: { projectId: string; keyHash: string; requestId: string } };
+export type AuthEnv = { Variables: { projectId: string; keyHash: string; requestId: string; deadline: Deadline } };
 
 /** The presented key: `X-API-Key: <key>` or `Authorization: Bearer <key>`. */
 function presentedKey(header: (name: string) => string | undefined): string | undefined {
