@@ -31,9 +31,11 @@ function canonicalJson(value: unknown): string {
   );
 }
 
+const unauthorized = () => new AppError('unauthorized', 401, 'Missing or invalid API key');
+
 /** The INSERT found no active key (revoked after the auth check): the caller is not authorised. */
 function keyRevokedMeanwhile(error: unknown): AppError | undefined {
-  return pgErrorCode(error) === '23502' ? new AppError('unauthorized', 401, 'Missing or invalid API key') : undefined;
+  return pgErrorCode(error) === '23502' ? unauthorized() : undefined;
 }
 
 /** The body as it will be sent: a string stays as is, any other JSON value is serialised. */
@@ -121,8 +123,9 @@ export async function createTask(
 
   const { statements: insert, wake } = await insertTaskStatements(relay.boss, [task]);
   const attempt = () =>
-    withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey), (rows) => {
-      const existing = rows[0] ? toTaskRow(rows[0]) : undefined;
+    withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey, keyHash), (rows) => {
+      if (!rows[0].key_active) throw unauthorized();
+      const existing = rows[0].id ? toTaskRow(rows[0]) : undefined;
       if (existing && Date.now() - existing.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) {
         if (existing.idempotencyFingerprint !== fingerprint) {
           throw new AppError('idempotency_conflict', 422, 'Idempotency-Key was already used with a different request body');
