@@ -9,13 +9,14 @@ import { createApiKey, listApiKeys, revokeApiKey } from './projects/api-keys.ts'
 import { DEFAULT_PROJECT } from './projects/bootstrap.ts';
 import { ensureProject } from './projects/projects.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
+import { loadServerHashes } from './secrets/server-secret.ts';
 
 const USAGE = `usage: asyncrelay <command>
   serve [--role api|worker|all]     run the relay (default role from RELAY_ROLE, else all)
   migrate                           apply database migrations and exit
   keys create --name N [--project P]  mint an API key (printed once); a new project P gets its own webhook secret
   keys list                         list keys (prefix only)
-  keys revoke <id|prefix>           revoke a key at once`;
+  keys revoke <id|prefix|key>       revoke a key at once`;
 
 function config(env: NodeJS.ProcessEnv, overrides: Record<string, string | undefined> = {}) {
   try {
@@ -74,14 +75,17 @@ async function keysCommand(args: string[]): Promise<void> {
   const cfg = config(process.env);
   await withDatabase(async (url) => {
     const database = createDatabase(url, { max: 1 });
+    // The same keyring and server secret as the relay: keys are stored as HMACs under that secret.
+    const keyring = createKeyring(cfg.encryptionKeys ?? loadOrCreateKeyFile(cfg.dataDir));
     try {
       if (sub === 'create') {
         if (!values.name) throw new Error('keys create needs --name');
         const projectId = values.project ?? DEFAULT_PROJECT;
-        const keyring = createKeyring(cfg.encryptionKeys ?? loadOrCreateKeyFile(cfg.dataDir));
+        const hashes = await loadServerHashes(database.db, keyring);
+        if (hashes.unavailable) throw new Error(`cannot create a key: ${hashes.unavailable}`);
         const { project, id, key } = await database.db.transaction(async (tx) => {
           const made = await ensureProject(tx, keyring, projectId);
-          return { project: made, ...(await createApiKey(tx, projectId, values.name!)) };
+          return { project: made, ...(await createApiKey(tx, hashes, projectId, values.name!)) };
         });
         // stdout carries the key alone, so `KEY=$(asyncrelay keys create …)` works.
         process.stdout.write(`${key}\n`);
@@ -95,7 +99,8 @@ async function keysCommand(args: string[]): Promise<void> {
         }
       } else if (sub === 'revoke') {
         if (!positionals[0]) throw new Error('keys revoke needs a key id or prefix (see keys list)');
-        const { revoked, ambiguous } = await revokeApiKey(database.db, positionals[0]);
+        const hashes = await loadServerHashes(database.db, keyring);
+        const { revoked, ambiguous } = await revokeApiKey(database.db, hashes, positionals[0]);
         if (ambiguous) throw new Error(`${ambiguous} active keys match ${positionals[0]}: give the key id`);
         if (revoked.length === 0) throw new Error(`no active key matches ${positionals[0]}`);
         process.stdout.write(`revoked ${revoked.join(', ')}\n`);

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'overloaded'
+  | 'unavailable'
   | 'internal';
 
 /**

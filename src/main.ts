@@ -19,6 +19,7 @@ import { createFalVerifier } from './providers/verify-signature.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
+import { loadServerHashes } from './secrets/server-secret.ts';
 import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
 import { createTaskWriter } from './tasks/insert-tasks.ts';
 
@@ -89,7 +90,10 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     cleanups.unshift(stopBoss);
     await createQueues(boss);
 
-    const boot = await bootstrapDefaultProject(database.db, keyring, { apiKeys: config.apiKeys, webhookSecret: config.webhookSecret });
+    const hashes = await loadServerHashes(database.db, keyring);
+    if (hashes.unavailable) log.error(`${hashes.unavailable}; API requests are answered 503 until it can be opened`);
+    const boot = await bootstrapDefaultProject(database.db, keyring, hashes, { apiKeys: config.apiKeys, webhookSecret: config.webhookSecret });
+    if (boot.keysSkipped) log.error('API keys were neither stored (RELAY_API_KEYS) nor minted: the server secret cannot be opened');
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);
     if (boot.createdSecret) announce(`asyncrelay: webhook signing secret of the default project (shown once): ${boot.createdSecret}`);
 
@@ -98,6 +102,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       sql: database.sql,
       boss,
       keyring,
+      hashes,
       outbound,
       log,
       publicUrl: config.publicUrl,
@@ -120,7 +125,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     let server: ServerType | undefined;
     let port: number | undefined;
     if (config.role !== 'worker') {
-      const keys = createKeyCache(database.db);
+      const keys = createKeyCache(database.db, hashes);
       const app = createApp({
         relay,
         keys,
