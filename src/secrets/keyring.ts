@@ -21,6 +21,19 @@ export interface Keyring {
   open(blob: string): string;
 }
 
+/**
+ * A blob sealed under a key id the keyring does not hold (dropped from RELAY_ENCRYPTION_KEY too
+ * early): unlike tampering, it heals once the key is back, so callers answer it as unavailable.
+ */
+export class UnknownKeyIdError extends Error {
+  readonly kid: string;
+  constructor(kid: string) {
+    super(`sealed secret uses unknown key id "${kid}" (not in RELAY_ENCRYPTION_KEY: put that key back, after the first, until \`asyncrelay reseal\` has re-sealed everything under the first key)`);
+    this.name = 'UnknownKeyIdError';
+    this.kid = kid;
+  }
+}
+
 const VERSION = 'v1';
 const KID = /^[A-Za-z0-9_-]{1,32}$/;
 // Buffer.from(…, 'base64') silently skips junk, so the alphabet is checked first
@@ -101,7 +114,7 @@ export function createKeyring(keys: EncryptionKey[]): Keyring {
       if (parts.length !== 5 || parts[0] !== VERSION) throw new Error('not a sealed secret (expected v1.<kid>.<iv>.<ciphertext>.<tag>)');
       const [, kid, ivText, ciphertextText, tagText] = parts;
       const key = byKid.get(kid);
-      if (!key) throw new Error(`sealed secret uses unknown key id "${kid}" (not in RELAY_ENCRYPTION_KEY: put that key back, after the first, until \`asyncrelay reseal\` has re-sealed everything under the first key)`);
+      if (!key) throw new UnknownKeyIdError(kid);
       const iv = Buffer.from(ivText, 'base64url');
       const tag = Buffer.from(tagText, 'base64url');
       // A short tag would weaken GCM's check, so its length is enforced, not trusted.
