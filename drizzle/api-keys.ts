@@ -1,7 +1,12 @@
 import { index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { projects } from './projects.ts';
 
-/** API keys, stored as SHA-256 only; `prefix` lets an operator recognise a key without revealing it. */
+/**
+ * API keys, stored only as `key_hash`: `hmac:` + HMAC-SHA256 under the server secret (see
+ * secrets/server-secret.ts), or, for rows written before it existed, the plain SHA-256 hex, which
+ * is replaced by the HMAC on the key's first use. `prefix` (7 characters) lets an operator
+ * recognise a key in `keys list` without revealing it.
+ */
 export const apiKeys = pgTable(
   'api_keys',
   {

@@ -16,6 +16,7 @@ import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
 import type { RateLimitConfig } from './config.ts';
 import { apiKeyLimit, callbackLimits } from './http/rate-limit.ts';
+import { authFailureLimit } from './http/auth-limit.ts';
 import { requireJson } from './http/content-type.ts';
 import { requestDeadline } from './http/deadline.ts';
 import { isDatabaseUnavailable } from './db/unavailable.ts';
@@ -68,7 +69,14 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   // Task bodies travel sealed in one row: a bound keeps a single request from bloating the table.
   app.on('POST', '/v1/tasks', limitBody(TASK_BODY_LIMIT, 'Request body'));
   // '/v1/tasks/*' also matches '/v1/tasks' itself: one registration, or the key is checked twice.
-  app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
+  // 401s are counted per client IP like callback rejections (http/auth-limit.ts).
+  const failures = authFailureLimit({
+    limits,
+    trustedProxies: parseNetworks(trustedProxies),
+    counter: createSharedCounter(relay.sql, limits.windowSeconds),
+    onError: (err) => relay.log.warn({ err }, 'authentication failure counter unavailable; not limiting'),
+  });
+  app.use('/v1/tasks/*', requireApiKey(keys, failures), apiKeyLimit(limits));
   // After the key: a client without one learns nothing but 401 (and its requests are not counted).
   app.on('POST', '/v1/tasks', requireJson());
   // After the cheap checks (headers, cached key, limits): only admitted creates read their body.

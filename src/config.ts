@@ -13,7 +13,7 @@ export interface Config {
   host: string;
   /** RELAY_PUBLIC_URL, base of minted callback URLs; default http://localhost:$PORT, never a trailing slash. */
   publicUrl: string;
-  /** RELAY_API_KEYS: bootstrap keys of the default project (comma list, each ≥ 16 chars). */
+  /** RELAY_API_KEYS: bootstrap keys of the default project (comma list, each ≥ 32 chars). */
   apiKeys: string[];
   /** RELAY_WEBHOOK_SECRET: `whsec_…` signing secret of the default project; unset → generated. */
   webhookSecret?: string;
@@ -46,6 +46,8 @@ export interface RateLimitConfig {
   callbackCeiling: number;
   /** RELAY_API_RATE_LIMIT: authenticated API requests per API key per window, per process; default 6000. */
   apiPerKey: number;
+  /** RELAY_AUTH_FAILURE_LIMIT: failed API authentications (401) per client IP per window, shared by all replicas; default 30. */
+  authFailures: number;
 }
 
 /** Thrown by {@link loadConfig}; `problems` holds one "VARIABLE: what is wrong" line per problem. */
@@ -57,6 +59,9 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
+
+/** RELAY_API_KEYS shorter than this are refused at boot (issue 15: a 16-hex key fell in seconds). */
+export const MIN_API_KEY_LENGTH = 32;
 
 const list = (value: string) => value.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
@@ -91,8 +96,11 @@ const Env = z.object({
   }).optional(),
   RELAY_API_KEYS: z.string().transform((value, ctx) => {
     const keys = list(value);
+    // Named by position and length, never by value: the message lands in boot logs.
     keys.forEach((key, i) => {
-      if (key.length < 16) ctx.addIssue({ code: 'custom', message: `key #${i + 1} is shorter than 16 characters` });
+      if (key.length < MIN_API_KEY_LENGTH) {
+        ctx.addIssue({ code: 'custom', message: `key #${i + 1} of ${keys.length} has ${key.length} characters, at least ${MIN_API_KEY_LENGTH} are required (e.g. openssl rand -hex 24)` });
+      }
     });
     return keys;
   }).optional(),
@@ -114,6 +122,7 @@ const Env = z.object({
   RELAY_CALLBACK_REJECT_LIMIT: count(1_000_000_000),
   RELAY_CALLBACK_IP_CEILING: count(1_000_000_000),
   RELAY_API_RATE_LIMIT: count(1_000_000_000),
+  RELAY_AUTH_FAILURE_LIMIT: count(1_000_000_000),
   RELAY_CREATE_CONCURRENCY: count(1000).refine((n) => n !== 0, 'must be an integer from 1 to 1000'),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
   RELAY_FAL_JWKS_URL: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
@@ -160,6 +169,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       callbackRejects: e.RELAY_CALLBACK_REJECT_LIMIT ?? 30,
       callbackCeiling: e.RELAY_CALLBACK_IP_CEILING ?? 1200,
       apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
+      authFailures: e.RELAY_AUTH_FAILURE_LIMIT ?? 30,
     },
     createConcurrency: e.RELAY_CREATE_CONCURRENCY ?? 12,
     role: e.RELAY_ROLE,

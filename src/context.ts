@@ -10,6 +10,7 @@ import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
 import type { Keyring } from './secrets/keyring.ts';
+import type { ServerHashes } from './secrets/server-secret.ts';
 import type { DispatchOutcome } from './tasks/dispatch-task.ts';
 import type { NewTask } from './tasks/insert-tasks.ts';
 
@@ -22,6 +23,8 @@ export interface Relay {
   sql: postgres.Sql;
   boss: PgBoss;
   keyring: Keyring;
+  /** HMACs under the server secret (API keys, idempotency fingerprints). */
+  hashes: ServerHashes;
   outbound: Outbound;
   log: Logger;
   /** Base of minted callback URLs, without a trailing slash. */

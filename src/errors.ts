@@ -10,7 +10,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'overloaded'
-  /** The database cannot be reached (or did not answer in time): retry after Retry-After. */
+  /** The database, or a secret the answer needs, is unavailable: retry after Retry-After. */
   | 'unavailable'
   | 'internal';
 

@@ -19,6 +19,8 @@ import { createFalVerifier } from './providers/verify-signature.ts';
 import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
+import { resealAtBoot } from './secrets/reseal-at-boot.ts';
+import { loadServerHashes } from './secrets/server-secret.ts';
 import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
 import { createTaskWriter } from './tasks/insert-tasks.ts';
 
@@ -97,7 +99,11 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     await createQueues(boss);
     await checkJobShapes(boss, Queues.notify, log);
 
-    const boot = await bootstrapDefaultProject(database.db, keyring, { apiKeys: config.apiKeys, webhookSecret: config.webhookSecret });
+    const hashes = await loadServerHashes(database.db, keyring);
+    if (hashes.unavailable) log.error(`${hashes.unavailable}; API requests are answered 503 until it can be opened`);
+    const boot = await bootstrapDefaultProject(database.db, keyring, hashes, { apiKeys: config.apiKeys, webhookSecret: config.webhookSecret });
+    if (boot.keysSkipped) log.error('API keys were neither stored (RELAY_API_KEYS) nor minted: the server secret cannot be opened');
+    await resealAtBoot(database.db, keyring, log);
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);
     if (boot.createdSecret) announce(`asyncrelay: webhook signing secret of the default project (shown once): ${boot.createdSecret}`);
 
@@ -106,6 +112,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       sql: database.sql,
       boss,
       keyring,
+      hashes,
       outbound,
       log,
       publicUrl: config.publicUrl,
@@ -128,7 +135,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     let server: ServerType | undefined;
     let port: number | undefined;
     if (config.role !== 'worker') {
-      const keys = createKeyCache(database.db);
+      const keys = createKeyCache(database.db, hashes);
       const app = createApp({
         relay,
         keys,

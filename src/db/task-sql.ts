@@ -193,10 +193,19 @@ export function transitions(ts: Transition[]): Statement {
 const LOCK_BY_ID = `select * from tasks where id = $1 for update`;
 const LOCK_BY_CALLBACK = `select * from tasks where callback_hash = $1 for update`;
 
-const LOCK_BY_IDEMPOTENCY_KEY = `select * from tasks where project_id = $1 and idempotency_key = $2 for update`;
+/*
+ * An idempotent create locks the task of its key, if any, and reads whether the caller's API key
+ * is still active in the same statement: a replay answers the task's token, so a key revoked a
+ * moment ago (whatever a replica's key cache says) must be refused here, not only by the INSERT.
+ * Always one row: `key_active`, then the task's columns (all null when there is no task).
+ */
+const LOCK_BY_IDEMPOTENCY_KEY = `
+  select k.key_active, t.* from
+    (select exists (select 1 from api_keys where key_hash = $3 and project_id = $1 and revoked_at is null) as key_active) k
+    left join lateral (select * from tasks where project_id = $1 and idempotency_key = $2 for update) t on true`;
 
 export const lockById = (taskId: string): Statement => ({ text: LOCK_BY_ID, params: [taskId] });
-export const lockByIdempotencyKey = (projectId: string, key: string): Statement => ({ text: LOCK_BY_IDEMPOTENCY_KEY, params: [projectId, key] });
+export const lockByIdempotencyKey = (projectId: string, key: string, keyHash: string): Statement => ({ text: LOCK_BY_IDEMPOTENCY_KEY, params: [projectId, key, keyHash] });
 export const lockByCallbackHash = (hash: string): Statement => ({ text: LOCK_BY_CALLBACK, params: [hash] });
 
 const CLAIM = `

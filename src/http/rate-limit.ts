@@ -12,7 +12,8 @@ import { problemBody } from './problem.ts';
 const REJECTED = new Set([400, 404, 409, 413]);
 const MAX_BLOCKED = 100_000;
 
-function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
+/** A 429 problem with Retry-After (and any extra headers). */
+export function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
   return new Response(problemBody(429, 'rate_limited', detail, (c.get('requestId') as string | undefined) ?? ''), {
     status: 429,
     headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...extra },

@@ -3,6 +3,7 @@ import { projects } from '../../drizzle/schema.ts';
 import type { Db } from '../db/client.ts';
 import { generateWebhookSecret } from '../delivery/sign.ts';
 import type { Keyring } from '../secrets/keyring.ts';
+import type { ServerHashes } from '../secrets/server-secret.ts';
 import { countActiveKeys, createApiKey, storeApiKey } from './api-keys.ts';
 
 export const DEFAULT_PROJECT = 'default';
@@ -14,6 +15,8 @@ export interface BootstrapResult {
   createdKey?: string;
   /** A webhook secret generated because RELAY_WEBHOOK_SECRET was unset on first start. */
   createdSecret?: string;
+  /** Why RELAY_API_KEYS were neither stored nor a first key minted (the server secret cannot be opened). */
+  keysSkipped?: string;
 }
 
 /**
@@ -23,6 +26,7 @@ export interface BootstrapResult {
 export async function bootstrapDefaultProject(
   db: Db,
   keyring: Keyring,
+  hashes: ServerHashes,
   options: { apiKeys: string[]; webhookSecret?: string },
 ): Promise<BootstrapResult> {
   return db.transaction(async (tx) => {
@@ -33,13 +37,27 @@ export async function bootstrapDefaultProject(
       const secret = options.webhookSecret ?? generateWebhookSecret();
       if (!options.webhookSecret) result.createdSecret = secret;
       await tx.insert(projects).values({ id: DEFAULT_PROJECT, name: 'Default project', webhookSecretSealed: keyring.seal(secret) });
-    } else if (options.webhookSecret && keyring.open(project.webhookSecretSealed) !== options.webhookSecret) {
+    } else if (options.webhookSecret && !sealsTheSame(keyring, project.webhookSecretSealed, options.webhookSecret)) {
+      // Also when the stored one cannot be opened (its key id was dropped): the operator's value wins.
       await tx.update(projects).set({ webhookSecretSealed: keyring.seal(options.webhookSecret) }).where(eq(projects.id, DEFAULT_PROJECT));
     }
-    for (const key of options.apiKeys) await storeApiKey(tx, DEFAULT_PROJECT, 'RELAY_API_KEYS', key);
+    if (hashes.unavailable) {
+      result.keysSkipped = hashes.unavailable;
+      return result;
+    }
+    for (const key of options.apiKeys) await storeApiKey(tx, hashes, DEFAULT_PROJECT, 'RELAY_API_KEYS', key);
     if ((await countActiveKeys(tx)) === 0) {
-      result.createdKey = (await createApiKey(tx, DEFAULT_PROJECT, 'bootstrap')).key;
+      result.createdKey = (await createApiKey(tx, hashes, DEFAULT_PROJECT, 'bootstrap')).key;
     }
     return result;
   });
+}
+
+/** Whether `blob` opens to `secret` under the current key; false when it cannot be opened at all. */
+function sealsTheSame(keyring: Keyring, blob: string, secret: string): boolean {
+  try {
+    return keyring.open(blob) === secret;
+  } catch {
+    return false;
+  }
 }

@@ -13,10 +13,25 @@ export interface EncryptionKey {
 
 /** Seals and opens secrets; see {@link createKeyring}. */
 export interface Keyring {
+  /** The id of the key that seals: a blob under any other id should be re-sealed (see secrets/reseal.ts). */
+  readonly sealingKid: string;
   /** Encrypts with the first key: `v1.<kid>.<iv>.<ciphertext>.<tag>` (base64url fields). */
   seal(plaintext: string): string;
   /** Decrypts with the key named in the blob; throws on an unknown kid or any tampering. */
   open(blob: string): string;
+}
+
+/**
+ * A blob sealed under a key id the keyring does not hold (dropped from RELAY_ENCRYPTION_KEY too
+ * early): unlike tampering, it heals once the key is back, so callers answer it as unavailable.
+ */
+export class UnknownKeyIdError extends Error {
+  readonly kid: string;
+  constructor(kid: string) {
+    super(`sealed secret uses unknown key id "${kid}" (not in RELAY_ENCRYPTION_KEY: put that key back, after the first, until \`asyncrelay reseal\` has re-sealed everything under the first key)`);
+    this.name = 'UnknownKeyIdError';
+    this.kid = kid;
+  }
 }
 
 const VERSION = 'v1';
@@ -33,6 +48,12 @@ function decodeKey(material: string, label: string): Buffer {
   const key = Buffer.from(material, 'base64');
   if (key.length !== 32) throw new Error(`${label} decodes to ${key.length} bytes, expected 32`);
   return key;
+}
+
+/** The key id a sealed blob names (`v1.<kid>.…`), or undefined if it is not a sealed blob. */
+export function kidOf(blob: string): string | undefined {
+  const parts = blob.split('.', 3);
+  return parts.length === 3 && parts[0] === VERSION ? parts[1] : undefined;
 }
 
 /**
@@ -78,6 +99,7 @@ export function createKeyring(keys: EncryptionKey[]): Keyring {
   const sealing = { kid: keys[0].kid, key: byKid.get(keys[0].kid)! };
 
   return {
+    sealingKid: sealing.kid,
     seal(plaintext) {
       const iv = takeRandomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', sealing.key, iv);
@@ -92,7 +114,7 @@ export function createKeyring(keys: EncryptionKey[]): Keyring {
       if (parts.length !== 5 || parts[0] !== VERSION) throw new Error('not a sealed secret (expected v1.<kid>.<iv>.<ciphertext>.<tag>)');
       const [, kid, ivText, ciphertextText, tagText] = parts;
       const key = byKid.get(kid);
-      if (!key) throw new Error(`sealed secret uses unknown key id "${kid}"`);
+      if (!key) throw new UnknownKeyIdError(kid);
       const iv = Buffer.from(ivText, 'base64url');
       const tag = Buffer.from(tagText, 'base64url');
       // A short tag would weaken GCM's check, so its length is enforced, not trusted.

@@ -23,7 +23,7 @@ export type CreateTaskOutcome =
   | { outcome: 'replayed'; task: TaskRow };
 
 /** JSON with object keys sorted at every depth: the same request always has the same fingerprint. */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
       ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
@@ -31,9 +31,19 @@ function canonicalJson(value: unknown): string {
   );
 }
 
+/**
+ * Tasks created before fingerprints were keyed hold the plain SHA-256 of the request; they are
+ * replayable for the rest of their 24 h window. (Remove once no release older than this runs.)
+ */
+function isLegacyFingerprint(stored: string | null, canonical: string): boolean {
+  return stored !== null && stored === sha256Hex(canonical);
+}
+
+const unauthorized = () => new AppError('unauthorized', 401, 'Missing or invalid API key');
+
 /** The INSERT found no active key (revoked after the auth check): the caller is not authorised. */
 function keyRevokedMeanwhile(error: unknown): AppError | undefined {
-  return pgErrorCode(error) === '23502' ? new AppError('unauthorized', 401, 'Missing or invalid API key') : undefined;
+  return pgErrorCode(error) === '23502' ? unauthorized() : undefined;
 }
 
 /** The body as it will be sent: a string stays as is, any other JSON value is serialised. */
@@ -65,7 +75,9 @@ export async function createTask(
   const token = waits ? mintCallbackToken() : undefined;
   const delayUntil = input.delayUntil ? new Date(input.delayUntil) : undefined;
   const delayed = delayUntil !== undefined && delayUntil.getTime() > Date.now();
-  const fingerprint = idempotencyKey ? sha256Hex(canonicalJson(input)) : undefined;
+  const canonical = idempotencyKey ? canonicalJson(input) : undefined;
+  // Keyed: the request holds credentials, and a plain hash of it in the row could be tested against guesses.
+  const fingerprint = canonical === undefined ? undefined : relay.hashes.fingerprint(canonical);
   const shownUrl = redactUrl(plan.input.targetUrl);
 
   const values = {
@@ -121,10 +133,11 @@ export async function createTask(
 
   const { statements: insert, wake } = await insertTaskStatements(relay.boss, [task]);
   const attempt = () =>
-    withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey), (rows) => {
-      const existing = rows[0] ? toTaskRow(rows[0]) : undefined;
+    withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey, keyHash), (rows) => {
+      if (!rows[0].key_active) throw unauthorized();
+      const existing = rows[0].id ? toTaskRow(rows[0]) : undefined;
       if (existing && Date.now() - existing.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) {
-        if (existing.idempotencyFingerprint !== fingerprint) {
+        if (existing.idempotencyFingerprint !== fingerprint && !isLegacyFingerprint(existing.idempotencyFingerprint, canonical!)) {
           throw new AppError('idempotency_conflict', 422, 'Idempotency-Key was already used with a different request body');
         }
         return { statements: [], done: (): CreateTaskOutcome => ({ outcome: 'replayed', task: existing }) };

@@ -1,4 +1,5 @@
-import type { Keyring } from '../secrets/keyring.ts';
+import { AppError } from '../errors.ts';
+import { type Keyring, UnknownKeyIdError } from '../secrets/keyring.ts';
 
 /** What dispatch needs that must never sit in clear in the database. */
 export interface SealedRequest {
@@ -16,8 +17,17 @@ export function sealRequest(keyring: Keyring, request: SealedRequest): string {
   return keyring.seal(JSON.stringify(request));
 }
 
+/**
+ * Opens a task's sealed request. One sealed under a dropped key id fails what needs it (its view,
+ * dispatch, delivery) as a retryable 503 that names the key id, until the key is back.
+ */
 export function openRequest(keyring: Keyring, blob: string): SealedRequest {
-  return JSON.parse(keyring.open(blob)) as SealedRequest;
+  try {
+    return JSON.parse(keyring.open(blob)) as SealedRequest;
+  } catch (err) {
+    if (!(err instanceof UnknownKeyIdError)) throw err;
+    throw new AppError('unavailable', 503, `This task's sealed request cannot be opened: ${err.message}`, { retryable: true });
+  }
 }
 
 /** The URL dispatch must call: the sealed one when the stored URL had credentials redacted. */

@@ -1,6 +1,7 @@
 /**
  * `asyncrelay keys …` as an operator runs it (DESIGN §2): a key for a new project comes with that
- * project's own webhook secret; the project sees only its tasks; revoking by prefix is immediate.
+ * project's own webhook secret; the project sees only its tasks; revoking by prefix or by the key
+ * itself is immediate, idempotent replays included.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -77,16 +78,33 @@ test('keys create / list / revoke, with per-project secrets and isolation', asyn
     assert.ok(line, listed.stdout);
     const [id, project, prefix, name, state] = line.split('\t');
     assert.match(id, /^key_/);
-    assert.deepEqual([project, prefix, name, state], ['acme', `${key.slice(0, 10)}…`, 'ci', 'active']);
-    assert.ok(!listed.stdout.includes(key), 'list never shows a whole key');
+    // Seven characters: `ar_` and four random ones, enough to tell keys apart, useless to guess one.
+    assert.deepEqual([project, prefix, name, state], ['acme', `${key.slice(0, 7)}…`, 'ci', 'active']);
+    assert.ok(!listed.stdout.includes(key.slice(0, 8)), 'list never shows more than the prefix');
 
-    // Revoke by prefix: refused at once, on the cached create path too.
-    const revoked = await cli('revoke', key.slice(0, 10));
+    // An idempotent create, replayed while the key is active.
+    const idempotent = (path: string) => apiRequest(relay.baseUrl, 'POST', '/v1/tasks', { targetUrl: `${target.url}/${path}`, waitForSignal: true }, { 'x-api-key': key, 'idempotency-key': 'acme-1' });
+    const first = await idempotent('idem');
+    assert.equal(first.status, 201);
+    assert.equal((await idempotent('idem')).body.signalToken, first.body.signalToken);
+
+    // Revoke by the listed prefix: refused at once, on the cached create path and its replays too.
+    const revoked = await cli('revoke', key.slice(0, 7));
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(revoked.stdout.trim(), `revoked ${id}`);
     assert.equal((await asAcme('GET', `/v1/tasks/${task.id}`)).status, 401);
     assert.equal((await asAcme('POST', '/v1/tasks', { targetUrl: `${target.url}/after` })).status, 401);
-    assert.equal((await cli('revoke', key.slice(0, 10))).code, 1, 'nothing left to revoke');
+    const replay = await idempotent('idem');
+    assert.equal(replay.status, 401, JSON.stringify(replay.body));
+    assert.ok(!JSON.stringify(replay.body).includes(first.body.signalToken));
+    assert.equal((await cli('revoke', key.slice(0, 7))).code, 1, 'nothing left to revoke');
+
+    // The second key, revoked by the full key itself (matched by its HMAC).
+    const secondKey = second.stdout.trim();
+    assert.equal((await apiRequest(relay.baseUrl, 'GET', '/v1/tasks', undefined, { 'x-api-key': secondKey })).status, 200);
+    const bySecret = await cli('revoke', secondKey);
+    assert.equal(bySecret.code, 0, bySecret.stderr);
+    assert.equal((await apiRequest(relay.baseUrl, 'GET', '/v1/tasks', undefined, { 'x-api-key': secondKey })).status, 401);
   } finally {
     await receiver.close();
   }

@@ -61,9 +61,10 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     RELAY_WEBHOOK_SECRET: webhookSecret,
     RELAY_ENCRYPTION_KEY: encryptionKey,
     RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
-    // Every test speaks from 127.0.0.1 and many test bad callbacks: the rejection limit has
-    // its own test file (rate-limits.test.ts) and stays out of the others' way.
+    // Every test speaks from 127.0.0.1 and many test bad callbacks or bad keys: the rejection
+    // limits have their own tests (rate-limits.test.ts) and stay out of the others' way.
     RELAY_CALLBACK_REJECT_LIMIT: '100000',
+    RELAY_AUTH_FAILURE_LIMIT: '100000',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   });

@@ -224,7 +224,7 @@ describe('authentication', () => {
   });
 
   test('a revoked key is refused on its next request', async () => {
-    const { id, key } = await createApiKey(relay.running.relay.db, 'default', 'to-revoke');
+    const { id, key } = await createApiKey(relay.running.relay.db, relay.running.relay.hashes, 'default', 'to-revoke');
     assert.equal((await apiRequest(relay.baseUrl, 'GET', `/v1/tasks/${taskId}`, undefined, { 'x-api-key': key })).status, 200);
     await sql`update api_keys set revoked_at = now() where id = ${id}`;
     assertProblem(await apiRequest(relay.baseUrl, 'GET', `/v1/tasks/${taskId}`, undefined, { 'x-api-key': key }), 401, 'unauthorized', /API key/);
@@ -242,7 +242,7 @@ describe('project isolation', () => {
   before(async () => {
     await sql`insert into projects (id, name, webhook_secret_sealed)
       values ('other', 'Other project', ${relay.running.relay.keyring.seal('whsec_b3RoZXItcHJvamVjdC1zZWNyZXQ=')})`;
-    otherKey = (await createApiKey(relay.running.relay.db, 'other', 'other-key')).key;
+    otherKey = (await createApiKey(relay.running.relay.db, relay.running.relay.hashes, 'other', 'other-key')).key;
     const task = await create(relay, { targetUrl: `${provider.url}/owned`, onCompleteUrl: receiver.url, metadata: { owner: 'default' } });
     await receiver.waitForDeliveries(task.id);
     // The delivery is recorded once the receiver's answer is back: wait for that write.

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
-import { sha256Hex } from '../../src/callbacks/token.ts';
 import { createApiKey } from '../../src/projects/api-keys.ts';
 import { createTask } from '../../src/tasks/create-task.ts';
 import { CreateTaskInput } from '../../src/http/schemas.ts';
@@ -26,7 +25,7 @@ after(async () => {
 
 const input = (n: number) =>
   CreateTaskInput.parse({ targetUrl: `http://127.0.0.1:9/submit?n=${n}`, body: { webhook: '{asyncqueue_callback_url}', n }, metadata: { n: String(n) } });
-const caller = (key: string) => ({ projectId: 'default', keyHash: sha256Hex(key) });
+const caller = (key: string) => ({ projectId: 'default', keyHash: relay.running.relay.hashes.apiKey(key) });
 
 async function stored(ids: string[]) {
   const tasks = await sql`select id, created_at::text as at, status from tasks where id = any(${ids}::uuid[]) order by id`;
@@ -57,7 +56,7 @@ test('creates made together share one statement: every task has its event, its d
 });
 
 test('a key revoked after the cache saw it fails only its own create in a batch (401), the others are written', async () => {
-  const { id: keyId, key } = await createApiKey(relay.running.relay.db, 'default', 'revoked-in-batch');
+  const { id: keyId, key } = await createApiKey(relay.running.relay.db, relay.running.relay.hashes, 'default', 'revoked-in-batch');
   // The create path trusts the key cache for its early check and re-checks inside the INSERT.
   const warm = await relay.api('POST', '/v1/tasks', { targetUrl: 'http://127.0.0.1:9/warm', delayUntil: '2999-01-01T00:00:00Z' }, { 'x-api-key': key });
   assert.equal(warm.status, 201);

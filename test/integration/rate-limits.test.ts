@@ -1,6 +1,7 @@
 /**
  * Rate limits (DESIGN §5): rejected callback attempts per client IP, shared by two relays on one
- * database; valid callbacks never throttled; the per-IP ceiling; the per-key API limit. Client
+ * database; valid callbacks never throttled; the per-IP ceiling; the per-key API limit; failed
+ * authentications (401) per client IP, shared the same way. Client
  * addresses are told apart by X-Forwarded-For from a trusted proxy (127.0.0.0/8 here): the
  * addresses in that header are only labels, no traffic goes to them.
  */
@@ -15,7 +16,7 @@ let one: TestRelay;
 let two: TestRelay;
 let target: HttpFake;
 // An hour-long window: a 60 s window could end (and reset the counts) in the middle of a test.
-const LIMITS = { RELAY_CALLBACK_REJECT_LIMIT: '30', RELAY_TRUSTED_PROXIES: '127.0.0.0/8', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' };
+const LIMITS = { RELAY_CALLBACK_REJECT_LIMIT: '30', RELAY_AUTH_FAILURE_LIMIT: '10', RELAY_TRUSTED_PROXIES: '127.0.0.0/8', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' };
 
 before(async () => {
   // Windows are aligned to the clock: start right after a boundary rather than 30 s before one.
@@ -85,6 +86,34 @@ test('50 valid callbacks from one IP are all accepted while its 40 bad ones are 
   // A provider repeating an accepted callback is answered 200 (a duplicate is not a rejection).
   const repeat = await apiRequest(one.baseUrl, 'POST', `/v1/callbacks/${tokens[0]}`, { status: 'OK', n: 0 }, from(ip));
   assert.equal(repeat.status, 200);
+});
+
+test('401s are counted per client IP across both relays: past the limit 429 without a lookup, except for a key in use', async () => {
+  const ip = '198.51.100.3';
+  const wrong = (relay: TestRelay, i: number, headers: Record<string, string> = { 'x-api-key': `wrong-key-${i}-${'x'.repeat(32)}` }) =>
+    apiRequest(relay.baseUrl, 'GET', '/v1/tasks', undefined, { ...from(ip), ...headers });
+  // The project's key, in use on relay one (from another address) before the flood.
+  assert.equal((await one.api('GET', '/v1/tasks', undefined, from('198.51.100.4'))).status, 200);
+  const statuses = [];
+  for (let i = 0; i < 10; i++) statuses.push((await wrong(i % 2 === 0 ? one : two, i)).status);
+  assert.deepEqual(statuses, Array(10).fill(401));
+  // The 11th, here without any key (that counts too), passes the limit.
+  const limited = await wrong(one, 10, {});
+  assert.equal(limited.status, 429);
+  assert.equal(limited.body.code, 'rate_limited');
+  assert.match(limited.body.detail, /^More than 10 failed authentications from this address in 3600 s$/);
+  const retryAfter = Number(limited.headers.get('retry-after'));
+  assert.ok(retryAfter > 20 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
+  assert.equal((await wrong(two, 11)).status, 429, 'the other relay counts the same window');
+  // Once blocked, even the right key from that address is refused, on a relay that has not seen it in use…
+  assert.equal((await two.api('GET', '/v1/tasks', undefined, from(ip))).status, 429);
+  // …but a key this relay found active a moment ago goes through (a client behind the same NAT).
+  const mine = await one.api('GET', '/v1/tasks', undefined, from(ip));
+  assert.equal(mine.status, 200, JSON.stringify(mine.body));
+  // Other addresses are not affected.
+  assert.equal((await apiRequest(one.baseUrl, 'GET', '/v1/tasks', undefined, { ...from('198.51.100.5'), 'x-api-key': 'wrong' })).status, 401);
+  const [{ hits }] = await one.running.relay.sql`select hits from rate_limits where key = ${`auth-reject:${ip}`}`;
+  assert.equal(hits, 12, 'every 401 up to the block was counted once; blocked requests cost no write');
 });
 
 test('signals refused as not JSON (415) count against the per-IP ceiling', async () => {

@@ -21,9 +21,9 @@ before(async () => {
   relay = await startTestRelay();
   provider = await HttpFake.start(() => ({ status: 200, body: { ok: true } }));
   receiver = await Receiver.start(relay.webhookSecret, () => ({ ...answer, body: `answer ${answer.status}` }));
-  const { db, keyring } = relay.running.relay;
+  const { db, keyring, hashes } = relay.running.relay;
   await db.insert(projects).values({ id: 'other', name: 'Other project', webhookSecretSealed: keyring.seal(generateWebhookSecret()) });
-  otherProjectKey = (await createApiKey(db, 'other', 'test')).key;
+  otherProjectKey = (await createApiKey(db, hashes, 'other', 'test')).key;
 });
 after(async () => {
   await relay.stop();

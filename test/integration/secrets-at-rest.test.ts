@@ -1,7 +1,10 @@
 /**
  * Secrets at rest (DESIGN §7): after a full lifecycle, a dump of every table of the database,
  * pg-boss's included, cast to text, holds no callback token, no API key, no provider credential
- * and no signing secret; logs neither. Then the encryption key rotates and old blobs still open.
+ * and no signing secret; logs neither. Nor does it hold anything a guess could be tested against
+ * offline: no SHA-256 of an API key (they are HMACs under a server secret that is itself sealed),
+ * no more of a key than its 7-character prefix, no unkeyed hash of an idempotent request.
+ * Then the encryption key rotates and old blobs still open.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +12,10 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import postgres from 'postgres';
+import { sha256Hex } from '../../src/callbacks/token.ts';
+import { CreateTaskInput } from '../../src/http/schemas.ts';
+import { createKeyring } from '../../src/secrets/keyring.ts';
+import { canonicalJson } from '../../src/tasks/create-task.ts';
 import { HttpFake } from '../fakes/http-fake.ts';
 import { Receiver } from '../fakes/receiver.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -35,6 +42,9 @@ let provider: HttpFake;
 let receiver: Receiver;
 const tokens: string[] = [];
 let waitingId: string;
+let idempotentRequest: ReturnType<typeof credentialedTask>;
+/** A key stored the way releases before the server secret stored keys: plain SHA-256, 10-character prefix. */
+const legacyKey = `legacy_${randomBytes(16).toString('hex')}`;
 
 before(async () => {
   database = await createTestDatabase('secrets');
@@ -77,7 +87,8 @@ async function dumpDatabase(): Promise<{ text: string; tables: string[] }> {
 }
 
 test('the provider gets the real credentials; views show them redacted', async () => {
-  const created = await relay.api('POST', '/v1/tasks', credentialedTask('submit'), { 'idempotency-key': 'idem-1' });
+  idempotentRequest = credentialedTask('submit');
+  const created = await relay.api('POST', '/v1/tasks', idempotentRequest, { 'idempotency-key': 'idem-1' });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   tokens.push(created.body.signalToken);
   const [submit] = await provider.waitForRequests(1, (r) => r.path === '/submit');
@@ -133,6 +144,22 @@ test('a poll URL template carrying a credential is refused; forwardAuth polls se
   assert.equal(view.headers['x-api-key'], '[redacted]');
 });
 
+test('a key stored as a plain SHA-256 by an older release works, and its first use replaces the hash by the HMAC', async () => {
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`insert into api_keys (id, project_id, name, key_hash, prefix) values ('key_legacy', 'default', 'legacy', ${sha256Hex(legacyKey)}, ${legacyKey.slice(0, 10)})`;
+    // The first use is a create: the path that trusts the key cache and re-checks the key by hash in its INSERT.
+    const created = await apiRequest(relay.baseUrl, 'POST', '/v1/tasks', { targetUrl: `${provider.url}/legacy`, delayUntil: '2999-01-01T00:00:00Z' }, { 'x-api-key': legacyKey });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const [row] = await sql`select key_hash, prefix from api_keys where id = 'key_legacy'`;
+    assert.equal(row.key_hash, relay.running.relay.hashes.apiKey(legacyKey));
+    assert.equal(row.prefix, legacyKey.slice(0, 7));
+    assert.equal((await apiRequest(relay.baseUrl, 'GET', `/v1/tasks/${created.body.task.id}`, undefined, { 'x-api-key': legacyKey })).status, 200);
+  } finally {
+    await sql.end();
+  }
+});
+
 test('a dump of every table, pg-boss included, holds no token, key or credential', async () => {
   const { text, tables } = await dumpDatabase();
   assert.ok(tables.includes('public.tasks') && tables.includes('pgboss.job'), tables.join(', '));
@@ -151,6 +178,39 @@ test('a dump of every table, pg-boss included, holds no token, key or credential
   for (const [what, value] of Object.entries(forbidden)) {
     assert.ok(!text.includes(value), `${what} appears in the database dump`);
     assert.ok(!logLines.join('').includes(value), `${what} appears in the logs`);
+  }
+
+  // Nothing a guess could be tested against offline: keys are HMACs, prefixes 7 characters.
+  const offline: Record<string, string> = {
+    apiKeySha256: sha256Hex(relay.apiKey),
+    legacyKeySha256: sha256Hex(legacyKey),
+    apiKeyPrefix8: relay.apiKey.slice(0, 8),
+    legacyKeyPrefix8: legacyKey.slice(0, 8),
+    // The idempotency fingerprint covers the request's credentials: keyed too.
+    fingerprintSha256: sha256Hex(canonicalJson(CreateTaskInput.parse(idempotentRequest))),
+    legacyKey,
+  };
+  for (const [what, value] of Object.entries(offline)) assert.ok(!text.includes(value), `${what} appears in the database dump`);
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const keys = await sql<{ key_hash: string; prefix: string }[]>`select key_hash, prefix from api_keys`;
+    assert.equal(keys.length, 2);
+    for (const k of keys) {
+      assert.match(k.key_hash, /^hmac:[0-9a-f]{64}$/);
+      assert.equal(k.prefix.length, 7);
+    }
+    // The HMAC key is in the database only sealed; opened with the encryption key it is 32 bytes
+    // that appear nowhere in the dump or the logs.
+    const [setting] = await sql<{ sealed: string }[]>`select sealed_value as sealed from settings where name = 'server-secret'`;
+    assert.match(setting.sealed, /^v1\.k1\./);
+    const serverSecret = Buffer.from(createKeyring([{ kid: 'k1', key: Buffer.from(oldKey, 'base64') }]).open(setting.sealed), 'base64');
+    assert.equal(serverSecret.length, 32);
+    for (const encoding of ['hex', 'base64', 'base64url'] as const) {
+      assert.ok(!text.includes(serverSecret.toString(encoding)), `the server secret (${encoding}) appears in the dump`);
+      assert.ok(!logLines.join('').includes(serverSecret.toString(encoding)), `the server secret (${encoding}) appears in the logs`);
+    }
+  } finally {
+    await sql.end();
   }
 });
 

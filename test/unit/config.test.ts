@@ -27,7 +27,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     encryptionKeys: undefined,
     allowedNetworks: [],
     trustedProxies: [],
-    rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000 },
+    rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000, authFailures: 30 },
     createConcurrency: 12,
     role: 'all',
     falJwksUrl: 'https://rest.fal.ai/.well-known/jwks.json',
@@ -37,8 +37,8 @@ test('defaults for an empty environment (embedded mode)', () => {
 });
 
 test('rate limits are read as integers, 0 turning one off', () => {
-  const { rateLimits } = loadConfig({ RELAY_RATE_LIMIT_WINDOW_SECONDS: '10', RELAY_CALLBACK_REJECT_LIMIT: '0', RELAY_CALLBACK_IP_CEILING: '50', RELAY_API_RATE_LIMIT: '7' });
-  assert.deepEqual(rateLimits, { windowSeconds: 10, callbackRejects: 0, callbackCeiling: 50, apiPerKey: 7 });
+  const { rateLimits } = loadConfig({ RELAY_RATE_LIMIT_WINDOW_SECONDS: '10', RELAY_CALLBACK_REJECT_LIMIT: '0', RELAY_CALLBACK_IP_CEILING: '50', RELAY_API_RATE_LIMIT: '7', RELAY_AUTH_FAILURE_LIMIT: '0' });
+  assert.deepEqual(rateLimits, { windowSeconds: 10, callbackRejects: 0, callbackCeiling: 50, apiPerKey: 7, authFailures: 0 });
 });
 
 test('RELAY_CREATE_CONCURRENCY is an integer from 1 to 1000', () => {
@@ -58,7 +58,7 @@ test('every value is parsed', () => {
     DATABASE_URL: 'postgres://relay:pw@db:5432/relay',
     PORT: '8443',
     HOST: '127.0.0.1',
-    RELAY_API_KEYS: ' aaaaaaaaaaaaaaaa , ,bbbbbbbbbbbbbbbbbbbb,',
+    RELAY_API_KEYS: ` ${'a'.repeat(32)} , ,${'b'.repeat(40)},`,
     RELAY_WEBHOOK_SECRET: secret,
     RELAY_ENCRYPTION_KEY: key,
     RELAY_ALLOWED_NETWORKS: '127.0.0.0/8, ::1, fd00::/8',
@@ -70,7 +70,7 @@ test('every value is parsed', () => {
   assert.equal(config.databaseUrl, 'postgres://relay:pw@db:5432/relay');
   assert.equal(config.port, 8443);
   assert.equal(config.host, '127.0.0.1');
-  assert.deepEqual(config.apiKeys, ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbbbbbb']);
+  assert.deepEqual(config.apiKeys, ['a'.repeat(32), 'b'.repeat(40)]);
   assert.equal(config.webhookSecret, secret);
   assert.deepEqual(config.encryptionKeys, [{ kid: 'k1', key: Buffer.from(key, 'base64') }]);
   assert.deepEqual(config.allowedNetworks, ['127.0.0.0/8', '::1/128', 'fd00::/8']);
@@ -95,7 +95,7 @@ test('every problem is listed at once, one line each, naming the variable', () =
     DATABASE_URL: 'mysql://user:hunter2@db/relay',
     PORT: '70000',
     RELAY_PUBLIC_URL: 'ftp://relay.example.com',
-    RELAY_API_KEYS: 'longenoughkey-123456,short',
+    RELAY_API_KEYS: `${'k'.repeat(32)},short`,
     RELAY_WEBHOOK_SECRET: 'whsec_c2hvcnQ=',
     RELAY_ENCRYPTION_KEY: 'k1:AAAA',
     RELAY_ALLOWED_NETWORKS: '10.0.0.0/8,10.0.0.0/33',
@@ -105,6 +105,7 @@ test('every problem is listed at once, one line each, naming the variable', () =
     RELAY_CALLBACK_REJECT_LIMIT: '-1',
     RELAY_CALLBACK_IP_CEILING: 'many',
     RELAY_API_RATE_LIMIT: '1.5',
+    RELAY_AUTH_FAILURE_LIMIT: 'lots',
     RELAY_CREATE_CONCURRENCY: '0',
     LOG_LEVEL: 'loud',
   };
@@ -116,6 +117,19 @@ test('every problem is listed at once, one line each, naming the variable', () =
   assert.ok(!err.message.includes('hunter2'), 'secrets stay out of the message');
   assert.ok(problems.some((p) => p.startsWith('RELAY_API_KEYS: key #2')));
   assert.ok(problems.some((p) => p.includes('"10.0.0.0/33"')));
+});
+
+test('RELAY_API_KEYS: every key shorter than 32 characters is named by position and length, never shown', () => {
+  const short = 'c0ffee'.repeat(5); // 30 hex characters: 120 bits, still refused
+  const problems = problemsOf({ RELAY_API_KEYS: `${'0123456789abcdef'.repeat(2)},${short},${'x'.repeat(31)},${'y'.repeat(33)}` });
+  assert.deepEqual(problems, [
+    'RELAY_API_KEYS: key #2 of 4 has 30 characters, at least 32 are required (e.g. openssl rand -hex 24)',
+    'RELAY_API_KEYS: key #3 of 4 has 31 characters, at least 32 are required (e.g. openssl rand -hex 24)',
+  ]);
+  assert.ok(!problems.join('\n').includes(short));
+  // The 16-hex key of issue 15 is refused too.
+  assert.match(problemsOf({ RELAY_API_KEYS: '0123456789abcdef' })[0], /^RELAY_API_KEYS: key #1 of 1 has 16 characters/);
+  assert.deepEqual(loadConfig({ RELAY_API_KEYS: '0123456789abcdef'.repeat(2) }).apiKeys, ['0123456789abcdef'.repeat(2)]);
 });
 
 test('PORT must be a plain integer in range', () => {
