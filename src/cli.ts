@@ -38,12 +38,16 @@ async function serveCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { role: { type: 'string' } } });
   const cfg = config(process.env, values.role ? { RELAY_ROLE: values.role } : {});
   const log = pino({ level: cfg.logLevel });
-  const running = await startRelay(cfg, { log });
+  // Signals are handled from the start: a SIGTERM while start-up still waits for the database
+  // ends the wait and exits 0 instead of killing the process mid-boot.
+  const booting = new AbortController();
+  let running: Awaited<ReturnType<typeof startRelay>> | undefined;
   let signalled = false;
   const shutdown = (signal: string) => {
     if (signalled) return;
     signalled = true;
     log.info({ signal }, 'draining');
+    if (!running) return booting.abort();
     running.stop().then(
       () => process.exit(0),
       (err) => {
@@ -54,6 +58,14 @@ async function serveCommand(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    running = await startRelay(cfg, { log, signal: booting.signal });
+  } catch (error) {
+    if (!booting.signal.aborted) throw error;
+    log.info('stopped during start-up');
+    process.exit(0);
+  }
+  if (signalled) await running.stop().then(() => process.exit(0));
 }
 
 /** Runs `fn` against the configured database (embedded when DATABASE_URL is unset). */

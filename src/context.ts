@@ -32,8 +32,8 @@ export interface Relay {
   timings: Timings;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
-  /** Writes a new task with its dispatch job (tasks created at the same moment share one statement). */
-  writeTask: (task: NewTask) => Promise<TaskRow>;
+  /** Writes a new task with its dispatch job (tasks created at the same moment share one statement); dropped unwritten if `signal` aborts first. */
+  writeTask: (task: NewTask, signal?: AbortSignal) => Promise<TaskRow>;
   /** Claims a task for a dispatch attempt (null: nothing to dispatch); claims made together share one statement. */
   claimTask: (taskId: string) => Promise<TaskRow | null>;
   /** Writes what a dispatch attempt's answer changes; outcomes recorded together share a transaction. */

@@ -1,11 +1,14 @@
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { serve, type ServerType } from '@hono/node-server';
 import { PgBoss } from 'pg-boss';
 import pino, { type Logger } from 'pino';
+import type postgres from 'postgres';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
 import { createDatabase, isDriverPatched } from './db/client.ts';
+import { isDatabaseUnavailable } from './db/unavailable.ts';
 import { checkJobShapes, createWaker } from './jobs/job-sql.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
@@ -34,6 +37,10 @@ export interface StartOptions {
   poolSize?: number;
   /** pg-boss supervision interval (expired and heartbeat-lapsed jobs), seconds. */
   superviseIntervalSeconds?: number;
+  /** Longest a request may take before it is answered 503, ms (default 9000; tests shorten it). */
+  requestBudgetMs?: number;
+  /** Aborts a start-up that is still waiting for the database (a SIGTERM during boot). */
+  signal?: AbortSignal;
 }
 
 export interface RunningRelay {
@@ -51,25 +58,78 @@ const DRAIN_MS = 20_000;
 /**
  * The composition root: the one place that starts servers, pools and workers. Everything else
  * is a factory over the `Relay` built here.
+ *
+ * Start-up waits for the database (DESIGN §8): a relay started before PostgreSQL, or while it
+ * restarts, retries its boot with backoff instead of exiting, so a restart policy never turns an
+ * outage into a crash loop. Each failed attempt is undone (pools closed, pg-boss stopped) before
+ * the next.
  */
 export async function startRelay(config: Config, options: StartOptions = {}): Promise<RunningRelay> {
   const log = options.log ?? pino({ level: config.logLevel });
-  const announce = options.announce ?? ((line: string) => process.stdout.write(`${line}\n`));
   if (!isDriverPatched()) {
     log.error('postgres.js is not patched (patches/ is applied by `npm install`): a database restart can crash this process');
   }
   const embedded = config.databaseUrl
     ? undefined
-    : await startEmbeddedPostgres({ dataDir: config.dataDir, log: (msg) => log.debug({ component: 'embedded-postgres' }, msg) });
-  const cleanups: Array<() => Promise<void>> = [];
-  if (embedded) cleanups.push(() => embedded.stop());
+    : await startEmbeddedPostgres({
+        dataDir: config.dataDir,
+        log: (msg) => log.debug({ component: 'embedded-postgres' }, msg),
+        // One-off facts an operator should see (binaries copied, cluster moved for root).
+        notice: (msg) => log.warn({ component: 'embedded-postgres' }, msg),
+      });
+  const databaseUrl = config.databaseUrl ?? embedded!.url;
   try {
-    const databaseUrl = config.databaseUrl ?? embedded!.url;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const running = await bootOnce(config, options, log, databaseUrl);
+        if (!embedded) return running;
+        return { ...running, stop: once(async () => {
+          await running.stop();
+          await embedded.stop();
+        }) };
+      } catch (error) {
+        if (options.signal?.aborted || !worthRetryingAtBoot(error)) throw error;
+        const delayMs = Math.min(500 * 2 ** (attempt - 1), 5_000);
+        const code = (error as { code?: string }).code;
+        log.warn({ attempt, code, reason: (error as Error).message }, `database not available at start-up; retrying in ${delayMs} ms`);
+        await sleep(delayMs, undefined, { signal: options.signal }).catch(() => {
+          throw error;
+        });
+      }
+    }
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+/**
+ * Boot failures that waiting can cure: the database unreachable or restarting, and a login or
+ * database that does not exist yet (a PostgreSQL container still running its init scripts).
+ */
+function worthRetryingAtBoot(error: unknown): boolean {
+  const code = (error as { code?: unknown; cause?: { code?: unknown } })?.code ?? (error as { cause?: { code?: unknown } })?.cause?.code;
+  return isDatabaseUnavailable(error) || code === '28000' || code === '28P01' || code === '3D000';
+}
+
+const once = <T>(fn: () => Promise<T>) => {
+  let running: Promise<T> | undefined;
+  return () => (running ??= fn());
+};
+
+async function bootOnce(config: Config, options: StartOptions, log: Logger, databaseUrl: string): Promise<RunningRelay> {
+  const announce = options.announce ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
     const keyring = createKeyring(config.encryptionKeys ?? loadOrCreateKeyFile(config.dataDir));
     await migrateDatabase(databaseUrl);
 
     const database = createDatabase(databaseUrl, { max: options.poolSize ?? 32 });
     cleanups.unshift(() => database.close());
+    // Readiness has a connection of its own: a probe must not queue behind a backlog of work on
+    // the shared pool (a 1–3 s health check flapped while the relay caught up after a restart).
+    const probe = createDatabase(databaseUrl, { max: 1, connectTimeoutSeconds: 2 });
+    cleanups.unshift(() => probe.close());
     // Closed after pg-boss has drained the jobs that use it.
     const outbound = createOutbound({ allowedNetworks: config.allowedNetworks });
     cleanups.unshift(() => outbound.close());
@@ -88,7 +148,6 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       monitorIntervalSeconds: options.superviseIntervalSeconds ?? 10,
     });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
-    await boss.start();
     let bossStopped = false;
     const stopBoss = async () => {
       if (bossStopped) return;
@@ -96,6 +155,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       await boss.stop({ graceful: true, timeout: DRAIN_MS });
     };
     cleanups.unshift(stopBoss);
+    await boss.start();
     await createQueues(boss);
     await checkJobShapes(boss, Queues.notify, log);
 
@@ -135,6 +195,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     let server: ServerType | undefined;
     let port: number | undefined;
     if (config.role !== 'worker') {
+      const draining = new AbortController();
       const keys = createKeyCache(database.db, hashes);
       const app = createApp({
         relay,
@@ -142,38 +203,56 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
         limits: config.rateLimits,
         trustedProxies: config.trustedProxies,
         createConcurrency: config.createConcurrency,
-        readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
+        draining: draining.signal,
+        requestBudgetMs: options.requestBudgetMs,
+        readiness: { check: async () => !bossStopped && !draining.signal.aborted && (await probeDatabase(probe.sql)) },
       });
       server = await new Promise<ServerType>((resolve, reject) => {
         const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
         s.once('error', reject);
       });
       port = (server.address() as AddressInfo).port;
-      cleanups.unshift(() => closeServer(server!));
-      log.info({ port, role: config.role, publicUrl: config.publicUrl, embedded: Boolean(embedded) }, 'asyncrelay listening');
+      cleanups.unshift(() => drainServer(server!, draining));
+      log.info({ port, role: config.role, publicUrl: config.publicUrl, embedded: !config.databaseUrl }, 'asyncrelay listening');
     } else {
       log.info({ role: config.role }, 'asyncrelay worker running');
     }
 
-    let stopping: Promise<void> | undefined;
-    return {
-      relay,
-      port,
-      databaseUrl,
-      stop: () => (stopping ??= runCleanups(cleanups, log)),
-    };
+    return { relay, port, databaseUrl, stop: once(() => runCleanups(cleanups, log)) };
   } catch (error) {
     await runCleanups(cleanups, log);
     throw error;
   }
 }
 
-/** Stop accepting; give open requests (long-polls included) a bounded time, then cut them. */
-async function closeServer(server: ServerType): Promise<void> {
+/** How long a readiness probe may take before it counts as a failure. */
+const PROBE_TIMEOUT_MS = 2_000;
+
+/** `select 1` on the probe's own connection, bounded: a database that does not answer is not ready. */
+async function probeDatabase(sql: postgres.Sql): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([sql`select 1`.then((rows) => rows.length === 1, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * SIGTERM (DESIGN §8): stop accepting, let every request in flight finish (bounded by DRAIN_MS),
+ * then cut what is left. While draining, every answer carries `Connection: close` (app.ts) and
+ * long-polls answer early, so each connection ends after its current request instead of being
+ * reset in the middle of one; idle keep-alive connections are closed at once.
+ */
+async function drainServer(server: ServerType, draining: AbortController): Promise<void> {
+  draining.abort();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const http = server as unknown as { closeIdleConnections?: () => void; closeAllConnections?: () => void };
   http.closeIdleConnections?.();
-  const timer = setTimeout(() => http.closeAllConnections?.(), 5_000);
+  const timer = setTimeout(() => http.closeAllConnections?.(), DRAIN_MS);
   await closed;
   clearTimeout(timer);
 }

@@ -31,11 +31,12 @@ export const RECONNECT = {
 } as const;
 
 /** Opens a postgres.js pool and a drizzle handle over it. */
-export function createDatabase(url: string, options: { max?: number } = {}): Database {
+export function createDatabase(url: string, options: { max?: number; connectTimeoutSeconds?: number } = {}): Database {
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
     ...RECONNECT,
+    connect_timeout: options.connectTimeoutSeconds ?? RECONNECT.connect_timeout,
     // drizzle() below sets this client to hand timestamps back as text (it maps them itself);
     // raw rows are mapped the same way by db/rows.ts. jsonb comes back parsed.
   });

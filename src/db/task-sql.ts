@@ -43,7 +43,10 @@ const INSERT_TASKS = `
       headers_view jsonb, request_sealed text, wait_for_signal boolean, max_wait_time integer, timeout integer,
       max_retries integer, retry_backoff text, delay_until timestamptz, priority integer, on_complete_url text,
       metadata jsonb, callback_hash text, idempotency_key text, idempotency_fingerprint text, provider text,
-      poll_config jsonb, callback_rules jsonb, events jsonb)
+      poll_config jsonb, callback_rules jsonb, events jsonb, write_by timestamptz)
+    -- A create answered 503 for missing its deadline is retried by its client: if this statement
+    -- only runs now, it must write nothing (asyncrelay_before_deadline raises query_canceled).
+    where asyncrelay_before_deadline(t.write_by)
   ), task as (
     insert into tasks (id, project_id, status, target_url, method, headers_view, request_sealed, wait_for_signal,
       max_wait_time, timeout, max_retries, retry_backoff, delay_until, priority, on_complete_url, metadata, callback_hash,
@@ -67,6 +70,8 @@ export interface TaskInsert {
   keyHash: string;
   values: Omit<typeof tasks.$inferInsert, 'projectId'>;
   events: NewEvent[];
+  /** Epoch ms: the statement writes nothing (it fails with 57014) if it starts after this. */
+  writeBy?: number;
 }
 
 /**
@@ -75,7 +80,7 @@ export interface TaskInsert {
  * single inactive key fails the whole statement.
  */
 export function insertTasks(batch: TaskInsert[]): Statement {
-  const rows = batch.map(({ keyHash, values: v, events }) => ({
+  const rows = batch.map(({ keyHash, values: v, events, writeBy }) => ({
     id: v.id,
     key_hash: keyHash,
     status: v.status,
@@ -100,6 +105,7 @@ export function insertTasks(batch: TaskInsert[]): Statement {
     poll_config: v.pollConfig ?? undefined,
     callback_rules: v.callbackRules ?? undefined,
     events: eventRows(events),
+    write_by: writeBy === undefined ? null : new Date(writeBy).toISOString(),
   }));
   return { text: INSERT_TASKS, params: [JSON.stringify(rows)] };
 }

@@ -2,7 +2,7 @@ import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import type { KeyCache } from '../projects/key-cache.ts';
 import type { AuthFailureLimit } from './auth-limit.ts';
-import type { Deadline } from './deadline.ts';
+import type { Deadline } from '../deadline.ts';
 import { problem } from './problem.ts';
 import { tooMany } from './rate-limit.ts';
 

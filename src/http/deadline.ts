@@ -1,13 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
+import type { Deadline } from '../deadline.ts';
 import { problem } from './problem.ts';
-
-/** The request's deadline, for verbs that write (see `Deadline`). */
-export interface Deadline {
-  /** Aborted when the deadline passes (the client is then answered 503). */
-  signal: AbortSignal;
-  /** Epoch ms after which a statement that has not started yet must not write anything. */
-  writeBy: number;
-}
 
 export type DeadlineEnv = { Variables: { deadline: Deadline } };
 

@@ -3,6 +3,7 @@ import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
+import type { Deadline } from '../deadline.ts';
 import { statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockByIdempotencyKey } from '../db/task-sql.ts';
@@ -56,13 +57,16 @@ function serialiseBody(input: CreateTaskInput): { body?: string; json: boolean }
 /**
  * Creates a task and enqueues its first dispatch in one transaction. When the task will wait
  * for a callback, a token is minted here, returned once, and stored only as its SHA-256 (plus
- * sealed inside the request blob, because dispatch must substitute it later).
+ * sealed inside the request blob, because dispatch must substitute it later). With a `deadline`,
+ * a create still queued when it passes is dropped, and its statement writes nothing if it only
+ * reaches PostgreSQL after `writeBy`: the client was answered 503 and will retry.
  */
 export async function createTask(
   relay: Relay,
   caller: { projectId: string; keyHash: string },
   input: CreateTaskInput,
   idempotencyKey?: string,
+  deadline?: Deadline,
 ): Promise<CreateTaskOutcome> {
   const { projectId, keyHash } = caller;
   const plan = planProviderTask(input);
@@ -111,6 +115,7 @@ export async function createTask(
   };
   const task: NewTask = {
     keyHash,
+    writeBy: deadline?.writeBy,
     values,
     events: [{ type: 'task.created', data: { status: values.status, waits, ...(delayed ? { delayUntil: input.delayUntil } : {}) } }],
     job: {
@@ -125,7 +130,7 @@ export async function createTask(
   const created = (row: TaskRow): CreateTaskOutcome => ({ outcome: 'created', task: row, token, body });
   if (!idempotencyKey) {
     try {
-      return created(await relay.writeTask(task));
+      return created(await relay.writeTask(task, deadline?.signal));
     } catch (error) {
       throw keyRevokedMeanwhile(error) ?? error;
     }

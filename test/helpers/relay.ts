@@ -43,6 +43,8 @@ export interface TestRelayOptions {
   database?: TestDatabase;
   /** A logger to capture what the relay logs (default: silent unless TEST_LOG_LEVEL). */
   log?: Logger;
+  /** Longest a request may take before it is answered 503, ms (the relay's default is 9000). */
+  requestBudgetMs?: number;
 }
 
 /** The real relay (HTTP server, pg-boss workers, PostgreSQL) in this process, on a fresh database. */
@@ -74,6 +76,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     worker: { pollSeconds: 0.5, concurrency: 2 },
     poolSize: 10,
     announce: () => {},
+    requestBudgetMs: options.requestBudgetMs,
   });
   const baseUrl = `http://127.0.0.1:${running.port}`;
   return {

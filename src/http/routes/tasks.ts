@@ -123,7 +123,7 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
   app.openapi(createTaskRoute, async (c) => {
     const input = c.req.valid('json');
     const idempotencyKey = c.req.valid('header')['idempotency-key'];
-    const created = await createTask(relay, { projectId: c.get('projectId'), keyHash: c.get('keyHash') }, input, idempotencyKey);
+    const created = await createTask(relay, { projectId: c.get('projectId'), keyHash: c.get('keyHash') }, input, idempotencyKey, c.get('deadline'));
     const view = toTaskView(created.task, relay.keyring, created.outcome === 'created' ? { body: created.body } : undefined);
     // A replay answers what the first request was answered, token included: a client that lost
     // that answer must still be able to hand the callback URL on or signal the task.
