@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Deadline } from '../deadline.ts';
+import { AppError } from '../errors.ts';
 import { problem } from './problem.ts';
 
 export type DeadlineEnv = { Variables: { deadline: Deadline } };
@@ -29,7 +30,8 @@ export function requestDeadline(budgetMs: number, extraMs: (c: Context) => numbe
     const outcome = await Promise.race([handled, late]);
     clearTimeout(timer);
     if (outcome === 'done') return;
-    controller.abort(new Error('request deadline passed'));
+    // An expected outcome, not a failure: work that sees it ends quietly (app.ts onError).
+    controller.abort(new AppError('unavailable', 503, 'request deadline passed'));
     // The handler goes on in the background; whatever it answers now is dropped.
     handled.catch(() => {});
     c.header('retry-after', '2');
