@@ -160,6 +160,16 @@ export type TaskView = z.infer<typeof TaskView>;
 
 export const TaskEnvelope = z.object({ task: TaskView }).openapi('TaskEnvelope');
 
+/**
+ * What a callback or signal is answered: the `{task}` envelope of DESIGN §5 with only what the
+ * caller needs to know happened. The token is a write credential for one result, not a read
+ * credential: body, metadata, onCompleteUrl and result are for the API key's holder.
+ */
+export const TaskStatusEnvelope = z
+  .object({ task: z.object({ id: z.uuid(), status: TaskStatus }) })
+  .openapi('TaskStatusEnvelope');
+export type TaskStatusEnvelope = z.infer<typeof TaskStatusEnvelope>;
+
 export const CreateTaskResponse = z
   .object({
     task: TaskView.extend({ callbackId: z.string().optional() }),
