@@ -194,6 +194,14 @@ export const TaskEvent = z
   .object({ id: z.int(), at: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) })
   .openapi('TaskEvent');
 
+/** A page of a task's timeline, oldest first; `nextCursor` is the `after` of the next page. */
+export const TaskEventPage = z
+  .object({
+    events: z.array(TaskEvent),
+    pagination: z.object({ limit: z.int(), hasMore: z.boolean(), nextCursor: z.string().nullable() }),
+  })
+  .openapi('TaskEventPage');
+
 export const SignalInput = z
   .strictObject({
     status: z.enum(['completed', 'failed']),
