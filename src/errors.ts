@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'overloaded'
+  /** Not yet decidable (a fal webhook before its request id is known): retry after Retry-After. */
+  | 'not_ready'
   | 'internal';
 
 /**

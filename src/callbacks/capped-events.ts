@@ -19,6 +19,7 @@ export const CALLBACK_EVENT_CAPS = {
   'callback.late': 10,
   'callback.rejected': 10,
   'callback.unauthorized': 10,
+  'callback.deferred': 10,
   'signal.rejected': 10,
 } as const satisfies Partial<Record<TaskEventType, number>>;
 

@@ -6,6 +6,7 @@ import { lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
 import { type BodyVerdict, type CallbackRules, classifyParsed, lacksResult, parseCallbackBody } from '../providers/callback-rules.ts';
+import { matchFalRequest } from '../providers/fal-request.ts';
 import { verifyStandardWebhook, type SignatureCheck } from '../providers/verify-signature.ts';
 import { openRequest } from '../tasks/sealed-request.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
@@ -16,7 +17,10 @@ import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
 
 async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules, callback: IncomingCallback): Promise<SignatureCheck> {
   const headers = callback.headers?.() ?? {};
-  if (rules.signature === 'fal') return relay.verifyFal(headers, callback.body);
+  if (rules.signature === 'fal') {
+    const signed = await relay.verifyFal(headers, callback.body);
+    return signed.ok ? matchFalRequest(relay, task, headers['x-fal-webhook-request-id']) : signed;
+  }
   const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
   if (!secret) return { ok: false, reason: 'no signing secret stored for this task' };
   return verifyStandardWebhook(secret, headers, callback.body);
@@ -43,9 +47,9 @@ export async function consumeClassifiedCallback(
   if (rules.signature) {
     const check = await checkSignature(relay, seen, rules, callback);
     if (!check.ok) {
-      const event = { type: 'callback.unauthorized' as const, data: { scheme: rules.signature, reason: check.reason, size } };
-      await transact(relay.sql, [lockTask(seen.id), recordCapped(seen.id, event)]);
-      return { outcome: 'unauthorized', task: seen };
+      const type = check.retryLater ? ('callback.deferred' as const) : ('callback.unauthorized' as const);
+      await transact(relay.sql, [lockTask(seen.id), recordCapped(seen.id, { type, data: { scheme: rules.signature, reason: check.reason, size } })]);
+      return { outcome: check.retryLater ? 'not_ready' : 'unauthorized', task: seen };
     }
   }
   const missing = seen.provider ? findPreset(seen.provider)?.callback?.resultMissing : undefined;

@@ -31,8 +31,10 @@ export type CallbackOutcome =
   | { outcome: 'progress'; task: TaskRow }
   /** A terminal callback after a poll or signal finished the task: recorded, answered 200. */
   | { outcome: 'superseded'; task: TaskRow }
-  /** The task requires signed callbacks and this one is not (validly) signed. */
+  /** The task requires signed callbacks and this one is not (validly) signed, or not for this task. */
   | { outcome: 'unauthorized'; task: TaskRow }
+  /** Signed, but not decidable yet (fal's request id is unknown until the submit answers): retry. */
+  | { outcome: 'not_ready'; task: TaskRow }
   | { outcome: 'unknown' };
 
 /**

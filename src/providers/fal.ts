@@ -17,6 +17,8 @@ export const fal: ProviderPreset = {
     // A result that is not JSON-serialisable comes as `payload: null` with `payload_error`: it is
     // only at response_url.
     resultMissing: { emptyPath: 'payload', markerPath: 'payload_error' },
+    // fal signs every account's webhooks with one key: only the request id ties one to this task.
+    requestIdPath: 'request_id',
   },
   poll: {
     urlTemplate: '{startResult.body.status_url}',

@@ -26,6 +26,8 @@ export type TaskEventType =
   | 'task.cancel_requested'
   | 'callback.progress'
   | 'callback.unauthorized'
+  /** A signed callback that cannot be judged yet (fal's request id unknown): answered 503. */
+  | 'callback.deferred'
   | 'callback.superseded'
   | 'poll.started'
   | 'poll.attempt'

@@ -29,6 +29,7 @@ const callbackRoute = createRoute({
     404: problemOf('Invalid or expired callback ID'),
     409: problemOf('Task already finished with another result, timed out or was cancelled'),
     413: problemOf('Body over 1 MiB'),
+    503: problemOf("A fal-signed callback that came before the task's submit answer (and so its fal request id): retry after Retry-After"),
   },
 });
 
@@ -47,6 +48,9 @@ const signalRoute = createRoute({
 });
 
 const tooLarge = limitBody(CALLBACK_BODY_LIMIT, 'Callback body');
+
+/** Retry-After of a callback answered 503 because its task's submit answer is still in flight. */
+const NOT_READY_RETRY_SECONDS = 5;
 
 const notWaiting = (status: string) => `Task is not in waiting/polling state (current: ${status})`;
 
@@ -75,6 +79,9 @@ export function registerCallbackRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay):
         return c.json(statusOf(outcome.task), 202);
       case 'unauthorized':
         return problem(c, 401, 'unauthorized', 'Callback signature missing or invalid') as never;
+      case 'not_ready':
+        c.header('retry-after', String(NOT_READY_RETRY_SECONDS));
+        return problem(c, 503, 'not_ready', "The task's provider request is not known yet; retry later") as never;
       case 'conflict':
       case 'late':
         return problem(c, 409, 'conflict', notWaiting(outcome.task.status)) as never;
