@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HeaderName, HeaderValue, sendableHeaders } from '../outbound/header-rules.ts';
 import { isSensitiveHeader, redactUrl } from '../tasks/redact.ts';
 import { canonicalUrl } from '../tasks/url-template.ts';
 import { invalidRef, PATH_SHAPE, templateRefs } from './json-path.ts';
@@ -72,7 +73,8 @@ export const PollConfigInput = z.strictObject({
   initialDelay: z.number().min(0).max(3600).optional(),
   /** (+) Static headers for polls, e.g. `{ "accept": "video/*" }`; credentials belong in the task's headers (forwardAuth). */
   headers: z
-    .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'must be a valid HTTP header name'), z.string().max(1024).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL'))
+    .record(HeaderName, HeaderValue(1024))
+    .superRefine(sendableHeaders)
     .refine((h) => Object.keys(h).length <= 16, { message: 'at most 16 headers' })
     .refine((h) => !Object.keys(h).some(isSensitiveHeader), { message: 'must not carry credentials (they would be stored in clear): put them in the task headers and set forwardAuth' })
     .optional(),
