@@ -20,6 +20,8 @@ export const fal: ProviderPreset = {
     // fal signs every account's webhooks with one key: only the request id ties one to this task.
     requestIdPath: 'request_id',
   },
+  // status_url, response_url and cancel_url are all on the queue host.
+  credentialOrigins: ['https://queue.fal.run'],
   poll: {
     urlTemplate: '{startResult.body.status_url}',
     interval: 2,

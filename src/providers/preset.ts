@@ -39,6 +39,11 @@ export interface ProviderPreset {
    * Timings.fallbackPollSeconds); without one it is the only channel, at `interval`.
    */
   poll: PollConfigInput & { urlTemplate: string };
+  /**
+   * Origins besides the task's target that may receive the task's credentials (forwardAuth) on
+   * polls, result fetches and cancels: the provider's own API hosts, where its answers point.
+   */
+  credentialOrigins?: string[];
   /** Where the output and the error are, in words (shown in the catalog). */
   output: string;
   error: string;
