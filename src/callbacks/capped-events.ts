@@ -42,7 +42,10 @@ export function keptPayload(stored: { body: string; bodyEncoding?: 'base64' }) {
  * row lock was taken by an earlier statement of the same transaction (READ COMMITTED gives each
  * statement a fresh snapshot; a lock taken inside this statement would leave the count on the
  * snapshot from before the wait). Under that lock one summary per kind exists at most.
- * The count stops at the cap, so it reads at most `cap` of the task's events of that type.
+ * The count walks the task's events by the (task_id, id) index and stops at the cap: cheap for
+ * the bounded timelines of callback tasks; a task polled for days has more events to walk, and
+ * pays for it only when a token holder posts to it (no index on type: every event insert on the
+ * hot path would pay for that one).
  */
 const RECORD_CAPPED = `
   with prior as (
