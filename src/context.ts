@@ -68,6 +68,11 @@ export interface Timings {
    * after the first step, then each next step, the last repeating. Scaled by pollScale.
    */
   fallbackPollSeconds: number[];
+  /**
+   * How long a fal-signed webhook that arrives before its task's submit answer (so before fal's
+   * request id is known) waits for that answer; then 503, and fal retries (providers/fal-request.ts).
+   */
+  falRequestWaitMs: number;
 }
 
 export const PRODUCTION_TIMINGS: Timings = {
@@ -77,4 +82,5 @@ export const PRODUCTION_TIMINGS: Timings = {
   promptFallbackSeconds: 30,
   pollScale: 1,
   fallbackPollSeconds: [30, 60, 120, 300],
+  falRequestWaitMs: 5_000,
 };

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'overloaded'
   /** The database, or a secret the answer needs, is unavailable: retry after Retry-After. */
   | 'unavailable'
+  /** Not yet decidable (a fal webhook before its request id is known): retry after Retry-After. */
+  | 'not_ready'
   | 'internal';
 
 /**

@@ -2,10 +2,11 @@ import type { StoredError, StoredResult, TaskRow } from '../../drizzle/schema.ts
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertEvents, lockByCallbackHash } from '../db/task-sql.ts';
+import { lockByCallbackHash } from '../db/task-sql.ts';
 import type { SignalInput } from '../http/schemas.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
 import type { CallbackRules } from '../providers/callback-rules.ts';
+import { recordCapped } from './capped-events.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 export type SignalOutcome =
@@ -38,13 +39,14 @@ export async function applySignal(relay: Relay, token: string, input: SignalInpu
     const task = toTaskRow(rows[0]);
     if ((task.callbackRules as CallbackRules | null)?.signature) {
       return {
-        statements: [insertEvents(task.id, [{ type: 'signal.rejected', data: { reason: 'signed_callbacks_required', status: task.status, requested: input.status } }])],
+        // Rejections are the token holder's to repeat: recorded within the caps (callbacks/capped-events.ts).
+        statements: [recordCapped(task.id, { type: 'signal.rejected', data: { reason: 'signed_callbacks_required', status: task.status, requested: input.status } })],
         done: (): SignalOutcome => ({ outcome: 'unauthorized', task }),
       };
     }
     if (!CALLBACK_STATUSES.includes(task.status)) {
       return {
-        statements: [insertEvents(task.id, [{ type: 'signal.rejected', data: { status: task.status, requested: input.status } }])],
+        statements: [recordCapped(task.id, { type: 'signal.rejected', data: { status: task.status, requested: input.status } })],
         done: (): SignalOutcome => ({ outcome: 'conflict', task }),
       };
     }

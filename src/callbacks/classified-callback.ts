@@ -3,33 +3,29 @@ import type { Relay } from '../context.ts';
 import { transact, withLock } from '../db/pipeline.ts';
 import { jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertEvents, lockById } from '../db/task-sql.ts';
+import { lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
 import { type BodyVerdict, type CallbackRules, classifyParsed, lacksResult, parseCallbackBody } from '../providers/callback-rules.ts';
+import { matchFalRequest } from '../providers/fal-request.ts';
 import { verifyStandardWebhook, type SignatureCheck } from '../providers/verify-signature.ts';
 import { openRequest } from '../tasks/sealed-request.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
 import { pollJobOptions } from '../providers/poll-start.ts';
 import { findPreset } from '../providers/preset.ts';
+import { type CappedEventType, keptPayload as kept, lockTask, recordCapped } from './capped-events.ts';
 import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
-
-/** How much of a late or superseded payload the timeline keeps (characters). */
-const KEPT_PAYLOAD = 64 * 1024;
 
 async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules, callback: IncomingCallback): Promise<SignatureCheck> {
   const headers = callback.headers?.() ?? {};
-  if (rules.signature === 'fal') return relay.verifyFal(headers, callback.body);
+  if (rules.signature === 'fal') {
+    const signed = await relay.verifyFal(headers, callback.body);
+    return signed.ok ? matchFalRequest(relay, task, headers['x-fal-webhook-request-id']) : signed;
+  }
   const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
   if (!secret) return { ok: false, reason: 'no signing secret stored for this task' };
   return verifyStandardWebhook(secret, headers, callback.body);
 }
-
-const kept = (stored: { body: string; bodyEncoding?: 'base64' }) => ({
-  body: stored.body.slice(0, KEPT_PAYLOAD),
-  truncated: stored.body.length > KEPT_PAYLOAD,
-  ...(stored.bodyEncoding && { bodyEncoding: stored.bodyEncoding }),
-});
 
 /**
  * The callback of a task with callback rules (a preset, a callbackConfig or a required signature),
@@ -52,8 +48,9 @@ export async function consumeClassifiedCallback(
   if (rules.signature) {
     const check = await checkSignature(relay, seen, rules, callback);
     if (!check.ok) {
-      await transact(relay.sql, [insertEvents(seen.id, [{ type: 'callback.unauthorized', data: { scheme: rules.signature, reason: check.reason, size } }])]);
-      return { outcome: 'unauthorized', task: seen };
+      const type = check.retryLater ? ('callback.deferred' as const) : ('callback.unauthorized' as const);
+      await transact(relay.sql, [lockTask(seen.id), recordCapped(seen.id, { type, data: { scheme: rules.signature, reason: check.reason, size } })]);
+      return { outcome: check.retryLater ? 'not_ready' : 'unauthorized', task: seen };
     }
   }
   const missing = seen.provider ? findPreset(seen.provider)?.callback?.resultMissing : undefined;
@@ -64,7 +61,8 @@ export async function consumeClassifiedCallback(
 
   return withLock(relay.sql, lockById(seen.id), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : seen;
-    const record = (outcome: CallbackOutcome, events: NewEvent[]) => ({ statements: [insertEvents(task.id, events)], done: () => outcome });
+    // Every outcome but the acceptance is the token holder's to repeat: recorded within the caps.
+    const record = (outcome: CallbackOutcome, [event]: [NewEvent & { type: CappedEventType }]) => ({ statements: [recordCapped(task.id, event)], done: () => outcome });
     if (task.callbackBodyHash === bodyHash) return record({ outcome: 'duplicate', task }, [{ type: 'callback.duplicate', data: { size } }]);
     if (isTerminal(task.status) && verdict.kind === 'progress') {
       // A progress event that arrives after the end (Luma's `dreaming` retried or out of order) is
@@ -90,7 +88,7 @@ export async function consumeClassifiedCallback(
       const poll: PollJob = { taskId: task.id, poll: task.pollCount, errors: 0 };
       return {
         statements: [
-          insertEvents(task.id, [{ type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }]),
+          recordCapped(task.id, { type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }),
           await jobStatement(relay.boss, Queues.poll, poll, pollJobOptions(task, 0)),
         ],
         done: (): CallbackOutcome => ({ outcome: 'progress', task }),

@@ -4,12 +4,13 @@ import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay, Timings } from '../context.ts';
 import { createBatcher } from '../db/batcher.ts';
-import { runPlan } from '../db/pipeline.ts';
+import { runPlan, transact } from '../db/pipeline.ts';
 import { foldJobsWhere } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { storableBody } from '../outbound/http.ts';
+import { type CappedEventType, keptPayload, lockTask, recordCapped } from './capped-events.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
@@ -31,12 +32,11 @@ export type CallbackOutcome =
   | { outcome: 'progress'; task: TaskRow }
   /** A terminal callback after a poll or signal finished the task: recorded, answered 200. */
   | { outcome: 'superseded'; task: TaskRow }
-  /** The task requires signed callbacks and this one is not (validly) signed. */
+  /** The task requires signed callbacks and this one is not (validly) signed, or not for this task. */
   | { outcome: 'unauthorized'; task: TaskRow }
+  /** Signed, but not decidable yet (fal's request id is unknown until the submit answers): retry. */
+  | { outcome: 'not_ready'; task: TaskRow }
   | { outcome: 'unknown' };
-
-/** How much of a late payload the timeline keeps (characters of the stored body). */
-const LATE_PAYLOAD_LIMIT = 64 * 1024;
 
 /**
  * A provider POSTs its result to /v1/callbacks/:token. One statement locks the task, decides and
@@ -64,7 +64,6 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
     body: stored.body,
     bodyEncoding: stored.bodyEncoding,
     size: callback.body.byteLength,
-    lateLimit: LATE_PAYLOAD_LIMIT,
     ref: randomUUID(),
   };
   const row = await relay.consumeCallback(consume);
@@ -72,7 +71,18 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
   // Tasks with callback rules (presets, callbackConfig, signatures): the statement changed nothing.
   if (row.outcome === 'classify') return consumeClassifiedCallback(relay, callback, row.task, bodyHash, stored);
   const outcome = { outcome: row.outcome, task: row.task };
-  if (outcome.outcome === 'accepted' && outcome.task.onCompleteUrl) relay.deliverPromptly(notifyJobOf(consume), outcome.task);
+  if (outcome.outcome === 'accepted') {
+    if (outcome.task.onCompleteUrl) relay.deliverPromptly(notifyJobOf(consume), outcome.task);
+    return outcome;
+  }
+  // Not accepted: recorded within the task's caps, under its row lock (callbacks/capped-events.ts).
+  const { status } = row.task;
+  const size = consume.size;
+  const event: { type: CappedEventType; data: Record<string, unknown> } =
+    outcome.outcome === 'duplicate' ? { type: 'callback.duplicate', data: { size } }
+      : outcome.outcome === 'late' ? { type: 'callback.late', data: { status, size, ...keptPayload(stored) } }
+        : { type: 'callback.rejected', data: { status, size } };
+  await transact(relay.sql, [lockTask(row.task.id), recordCapped(row.task.id, event)]);
   return outcome;
 }
 

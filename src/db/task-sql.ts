@@ -291,7 +291,7 @@ export function recordDeliveries(records: DeliveryRecord[]): Statement {
 const CONSUME_CALLBACKS = `
   with input as (
     select * from jsonb_to_recordset($1::jsonb) as t(token_hash text, body_hash text, headers jsonb, body text,
-      extra jsonb, size integer, late_limit integer, ref text)
+      extra jsonb, size integer, ref text)
   ), found as (
     select tasks.* from tasks join input i on tasks.callback_hash = i.token_hash for update of tasks
   ), accepted as (
@@ -311,7 +311,7 @@ const CONSUME_CALLBACKS = `
       and found.status in ('pending', 'processing', 'waiting', 'polling')
     returning tasks.*
   ), outcome as (
-    select found.id, found.status as prior_status, i.size, i.body, i.extra, i.late_limit,
+    select found.id, found.status as prior_status, i.size,
       case
         when exists (select 1 from accepted a where a.id = found.id) then 'accepted'
         -- A task with callback rules (preset, classification, signature) is decided in code: no writes here.
@@ -322,15 +322,13 @@ const CONSUME_CALLBACKS = `
       end as outcome
     from found join input i on i.token_hash = found.callback_hash
   ), events as (
+    -- Only the acceptance is recorded here: duplicates, late and rejected callbacks are recorded by
+    -- the caller within their per-task caps (callbacks/capped-events.ts), off the hot path.
     insert into task_events (task_id, type, data)
     select o.id, e.type, e.data from outcome o cross join lateral (
-      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', o.size) as data where o.outcome = 'accepted'
-      union all select 'status.changed', jsonb_build_object('from', o.prior_status, 'to', 'completed') where o.outcome = 'accepted'
-      union all select 'callback.duplicate', jsonb_build_object('size', o.size) where o.outcome = 'duplicate'
-      union all select 'callback.late', jsonb_build_object('status', o.prior_status, 'size', o.size,
-          'body', left(o.body, o.late_limit), 'truncated', length(o.body) > o.late_limit) || o.extra where o.outcome = 'late'
-      union all select 'callback.rejected', jsonb_build_object('status', o.prior_status, 'size', o.size) where o.outcome = 'conflict'
-    ) e
+      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', o.size) as data
+      union all select 'status.changed', jsonb_build_object('from', o.prior_status, 'to', 'completed')
+    ) e where o.outcome = 'accepted'
   ), result as (
     select * from accepted union all select * from found f where not exists (select 1 from accepted a where a.id = f.id)
   )
@@ -344,15 +342,14 @@ export interface CallbackConsume {
   body: string;
   bodyEncoding?: 'base64';
   size: number;
-  lateLimit: number;
   /** Random id of this request, stored if it is accepted. */
   ref: string;
 }
 
 /**
  * Providers' callbacks, decided and written in one statement under the row locks: accept each
- * (complete the task with the body as its result, consume the token), or record it as a
- * duplicate, a late arrival or a conflict. Returns, per known token, `outcome` plus the task row
+ * (complete the task with the body as its result, consume the token), or tell it a duplicate, a
+ * late arrival or a conflict (for the caller to record). Returns, per known token, `outcome` plus the task row
  * as it now is; no row for an unknown token. A task with callback rules comes back as
  * `classify`, unchanged. A token may appear once per statement (see `transitions`).
  */
@@ -365,7 +362,6 @@ export function consumeCallbacks(callbacks: CallbackConsume[]): Statement {
     body: c.body,
     extra: c.bodyEncoding ? { bodyEncoding: c.bodyEncoding } : {},
     size: c.size,
-    late_limit: c.lateLimit,
     ref: c.ref,
   }));
   return { text: CONSUME_CALLBACKS, params: [JSON.stringify(rows)] };

@@ -8,8 +8,12 @@ import type { AuthEnv } from './auth.ts';
 import { clientIp, clientKey } from './client-ip.ts';
 import { problemBody } from './problem.ts';
 
-/** The answers DESIGN §5 counts as rejected callback attempts. */
-const REJECTED = new Set([400, 404, 409, 413]);
+/**
+ * The answers counted as rejected callback attempts: DESIGN §5's 400/404/409/413, and 401 (a
+ * callback whose signature does not verify, or a signal to a task that requires signed
+ * callbacks) — a failure like the others, and each one is recorded on the task's timeline.
+ */
+const REJECTED = new Set([400, 401, 404, 409, 413]);
 const MAX_BLOCKED = 100_000;
 
 /** A 429 problem with Retry-After (and any extra headers). */

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
+import { HeaderName, HeaderValue, sendableHeaders } from '../outbound/header-rules.ts';
 import { CallbackConfig, CallbackSignature } from '../providers/callback-rules.ts';
 import { PollConfigInput } from '../providers/poll-config.ts';
 
@@ -52,13 +53,7 @@ function httpUrl(placeholder: boolean) {
     );
 }
 
-const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'must be a valid HTTP header name');
-// No CR/LF: a header value must not be able to smuggle another header.
-const HeaderValue = z
-  .string()
-  .max(16_384)
-  .regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL')
-  .refine((v) => v.isWellFormed(), { message: 'must not contain unpaired surrogates' });
+
 
 export const Metadata = z
   .record(StorableText(64).min(1), StorableText(512))
@@ -70,7 +65,8 @@ export const CreateTaskInput = z
     targetUrl: httpUrl(true).openapi({ example: 'https://queue.fal.run/fal-ai/flux/dev?fal_webhook={asyncqueue_callback_url}' }),
     method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('POST'),
     headers: z
-      .record(HeaderName, HeaderValue)
+      .record(HeaderName, HeaderValue(16_384))
+      .superRefine(sendableHeaders)
       .refine((h) => Object.keys(h).length <= 64, { message: 'at most 64 headers' })
       .refine((h) => Object.entries(h).reduce((n, [k, v]) => n + k.length + v.length, 0) <= MAX_HEADERS_BYTES, {
         message: `at most ${MAX_HEADERS_BYTES} characters of names and values in all`,
@@ -160,6 +156,16 @@ export type TaskView = z.infer<typeof TaskView>;
 
 export const TaskEnvelope = z.object({ task: TaskView }).openapi('TaskEnvelope');
 
+/**
+ * What a callback or signal is answered: the `{task}` envelope of DESIGN §5 with only what the
+ * caller needs to know happened. The token is a write credential for one result, not a read
+ * credential: body, metadata, onCompleteUrl and result are for the API key's holder.
+ */
+export const TaskStatusEnvelope = z
+  .object({ task: z.object({ id: z.uuid(), status: TaskStatus }) })
+  .openapi('TaskStatusEnvelope');
+export type TaskStatusEnvelope = z.infer<typeof TaskStatusEnvelope>;
+
 export const CreateTaskResponse = z
   .object({
     task: TaskView.extend({ callbackId: z.string().optional() }),
@@ -184,12 +190,22 @@ export const TaskEvent = z
   .object({ id: z.int(), at: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) })
   .openapi('TaskEvent');
 
+/** A page of a task's timeline, oldest first; `nextCursor` is the `after` of the next page. */
+export const TaskEventPage = z
+  .object({
+    events: z.array(TaskEvent),
+    pagination: z.object({ limit: z.int(), hasMore: z.boolean(), nextCursor: z.string().nullable() }),
+  })
+  .openapi('TaskEventPage');
+
 export const SignalInput = z
   .strictObject({
     status: z.enum(['completed', 'failed']),
     result: z
       .unknown()
       .refine((r) => typeof r !== 'string' || isStorableText(r), { message: 'must not contain NUL or unpaired surrogates' })
+      // Bounded like a task body: serialising a deeper value recursed until the stack ran out (500).
+      .refine((r) => jsonDepthWithin(r, MAX_BODY_DEPTH), { message: `must not nest deeper than ${MAX_BODY_DEPTH} levels` })
       .optional(),
     error: z.union([StorableText(4096), z.object({ code: StorableText(128).optional(), message: StorableText(4096) })]).optional(),
   })

@@ -17,7 +17,11 @@ export const fal: ProviderPreset = {
     // A result that is not JSON-serialisable comes as `payload: null` with `payload_error`: it is
     // only at response_url.
     resultMissing: { emptyPath: 'payload', markerPath: 'payload_error' },
+    // fal signs every account's webhooks with one key: only the request id ties one to this task.
+    requestIdPath: 'request_id',
   },
+  // status_url, response_url and cancel_url are all on the queue host.
+  credentialOrigins: ['https://queue.fal.run'],
   poll: {
     urlTemplate: '{startResult.body.status_url}',
     interval: 2,

@@ -68,6 +68,11 @@ export function planProviderTask(input: CreateTaskInput): ProviderPlan {
 
   const classify = input.callbackConfig ?? preset?.callback?.classify;
   const signature = input.callbackSignature;
+  if (signature?.scheme === 'fal' && preset?.id !== 'fal') {
+    // fal's key signs every account's webhooks: only the request id of this task's submit answer,
+    // which the preset records, tells this task's webhook from a stranger's.
+    throw invalid('callbackSignature fal needs "provider": "fal" (the preset records the request id its webhooks must carry)');
+  }
   const callbackRules: CallbackRules | null = classify || signature ? { ...(classify && { classify }), ...(signature && { signature: signature.scheme }) } : null;
   const waits = input.waitForSignal || Boolean(preset?.callback) || placesCallback(planned);
   if ((input.callbackConfig || signature) && !waits) {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { HeaderName, HeaderValue, sendableHeaders } from '../outbound/header-rules.ts';
 import { isSensitiveHeader, redactUrl } from '../tasks/redact.ts';
+import { canonicalUrl } from '../tasks/url-template.ts';
 import { invalidRef, PATH_SHAPE, templateRefs } from './json-path.ts';
 
 /*
@@ -17,6 +19,8 @@ const ALLOWED_ROOTS: Record<string, string[]> = {
   resultUrlTemplate: ['startResult', 'pollResult', 'target'],
 };
 
+const REFERENCE = /\{[^{}]*\}/g;
+
 /** A URL template: `{…}` references must be known, and the rest must make an http(s) URL. */
 const Template = (key: keyof typeof ALLOWED_ROOTS) =>
   z
@@ -29,16 +33,15 @@ const Template = (key: keyof typeof ALLOWED_ROOTS) =>
         const why = invalidRef(ref.root, ref.path) ?? (ALLOWED_ROOTS[key].includes(ref.root) ? undefined : `${key} cannot use {${ref.root}.…}`);
         if (why) ctx.addIssue({ code: 'custom', message: why });
       }
-      // pollConfig is stored and shown in clear (tasks, provider job, poll events, views, webhooks).
-      if (redactUrl(value) !== value) {
-        ctx.addIssue({ code: 'custom', message: 'must not carry credentials (userinfo or a ?key=/token=… parameter would be stored in clear): put them in the task headers and set forwardAuth' });
-      }
-      // A template that starts with a reference takes its URL from the answer: checked when rendered.
-      if (refs[0]?.at === 0) return;
-      const probe = value.replace(/\{[^{}]*\}/g, 'x');
-      const url = URL.canParse(probe) ? new URL(probe) : undefined;
-      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      // Judged on the WHATWG parse (what the poll sends), so no spelling (`https:user:pw@…`, a tab
+      // in the scheme) slips by. A template that starts with a reference takes its origin from the
+      // answer: the reference stands for the host, so `{ref}:pw@host` still shows its userinfo.
+      const canonical = canonicalUrl(refs[0]?.at === 0 ? `https://${value}` : value, REFERENCE);
+      if (!canonical) {
         ctx.addIssue({ code: 'custom', message: 'must be an absolute http(s) URL, or start with a reference such as {startResult.body.status_url}' });
+      } else if (redactUrl(canonical) !== canonical) {
+        // pollConfig is stored and shown in clear (tasks, provider job, poll events, views, webhooks).
+        ctx.addIssue({ code: 'custom', message: 'must not carry credentials (userinfo or a ?key=/token=/sig=… parameter would be stored in clear): put them in the task headers and set forwardAuth' });
       }
     });
 
@@ -70,7 +73,8 @@ export const PollConfigInput = z.strictObject({
   initialDelay: z.number().min(0).max(3600).optional(),
   /** (+) Static headers for polls, e.g. `{ "accept": "video/*" }`; credentials belong in the task's headers (forwardAuth). */
   headers: z
-    .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'must be a valid HTTP header name'), z.string().max(1024).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL'))
+    .record(HeaderName, HeaderValue(1024))
+    .superRefine(sendableHeaders)
     .refine((h) => Object.keys(h).length <= 16, { message: 'at most 16 headers' })
     .refine((h) => !Object.keys(h).some(isSensitiveHeader), { message: 'must not carry credentials (they would be stored in clear): put them in the task headers and set forwardAuth' })
     .optional(),

@@ -18,6 +18,8 @@ export interface ProviderJob {
   deadline: string;
   /** `interval`: polling is the channel; `fallback`: a callback is expected, polls are the safety net. */
   schedule: 'interval' | 'fallback';
+  /** The provider's id of the request (the preset's `requestIdPath` in the submit answer), when it has one. */
+  requestId?: string;
 }
 
 

@@ -7,7 +7,7 @@ import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/task-sql.t
 import { type NotifyJob, type PollJob, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
-import { parseJsonBody, renderTemplate, type TemplateContext } from './json-path.ts';
+import { parseJsonBody, readPath, renderTemplate, type TemplateContext } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from './poll-sql.ts';
 import { POLLING_STARTED_JOBS, startPolling } from './poll-sql.ts';
@@ -82,7 +82,9 @@ export async function startPollingStatements(
   }
   const cancel = resolveCancel(config, context);
   const status = task.callbackHash ? ('waiting' as const) : ('polling' as const);
-  const schedule = task.callbackHash && task.provider && findPreset(task.provider)?.callback ? 'fallback' : 'interval';
+  const presetCallback = task.provider ? findPreset(task.provider)?.callback : undefined;
+  const schedule = task.callbackHash && presetCallback ? 'fallback' : 'interval';
+  const requestId = presetCallback?.requestIdPath ? readPath(context.startResult?.body, presetCallback.requestIdPath) : undefined;
   const deadlineSeconds = config.maxDuration ?? task.maxWaitTime;
   const job: ProviderJob = {
     pollUrl: poll.text,
@@ -90,6 +92,7 @@ export async function startPollingStatements(
     ...(cancel && { cancel }),
     deadline: new Date(Date.now() + deadlineSeconds * 1000).toISOString(),
     schedule,
+    ...(typeof requestId === 'string' && requestId !== '' && { requestId }),
   };
   const delayMs = firstPollDelayMs(relay, config, schedule);
   const first: PollJob = { taskId: task.id, poll: 0, errors: 0 };

@@ -51,11 +51,14 @@ export async function pollTask(relay: Relay, job: PollJob): Promise<void> {
   if (!config || !provider) return;
   if (Date.now() >= Date.parse(provider.deadline)) return expireTask(relay, task.id);
 
-  const headers = providerCallHeaders(relay.keyring, task, config);
-  const call = (url: string) => relay.outbound.send({ url, method: 'GET', headers, timeoutMs: task.timeout * 1000, maxRedirects: POLL_REDIRECTS });
-  const answer = await call(provider.pollUrl);
+  const call = async (url: string) => {
+    const { headers, credentialsWithheld } = providerCallHeaders(relay.keyring, task, config, url);
+    const answer = await relay.outbound.send({ url, method: 'GET', headers, timeoutMs: task.timeout * 1000, maxRedirects: POLL_REDIRECTS });
+    return { answer, noted: credentialsWithheld ? { credentialsWithheld } : {} };
+  };
+  const { answer, noted } = await call(provider.pollUrl);
   let verdict = judgePoll(config, answer);
-  const events: NewEvent[] = [{ type: 'poll.attempt', data: { poll: job.poll + 1, ...outcomeData(answer), verdict: verdict.kind, ...stateOf(verdict) } }];
+  const events: NewEvent[] = [{ type: 'poll.attempt', data: { poll: job.poll + 1, ...outcomeData(answer), verdict: verdict.kind, ...stateOf(verdict), ...noted } }];
 
   if (verdict.kind === 'done' && provider.resultUrlTemplate && answer.ok) {
     const { response } = answer;
@@ -65,9 +68,9 @@ export async function pollTask(relay: Relay, job: PollJob): Promise<void> {
     if (url.missing.length > 0 || !isHttpUrl(url.text)) {
       verdict = { kind: 'failed', response, error: { code: 'poll_unresolved', message: `pollConfig.resultUrlTemplate did not resolve (${url.missing.join(', ') || url.text})` } };
     } else {
-      const fetched = await call(url.text);
+      const { answer: fetched, noted: fetchNoted } = await call(url.text);
       verdict = judgeResultFetch(config, fetched);
-      events.push({ type: 'poll.result_fetch', data: { ...outcomeData(fetched), verdict: verdict.kind } });
+      events.push({ type: 'poll.result_fetch', data: { ...outcomeData(fetched), verdict: verdict.kind, ...fetchNoted } });
     }
   }
   await recordPoll(relay, task, config, provider, job, verdict, events);

@@ -30,12 +30,13 @@ export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Pr
   const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
   const cancel = job.target ?? (task?.providerJob as ProviderJob | null)?.cancel;
   if (!task || !cancel || !task.pollConfig) return;
-  const headers = providerCallHeaders(relay.keyring, task, task.pollConfig as PollConfig);
+  const { headers, credentialsWithheld } = providerCallHeaders(relay.keyring, task, task.pollConfig as PollConfig, cancel.url);
   const answer = await relay.outbound.send({ url: cancel.url, method: cancel.method, headers, timeoutMs: task.timeout * 1000 });
   const data = {
     reason: job.reason,
     method: cancel.method,
     url: cancel.url,
+    ...(credentialsWithheld && { credentialsWithheld }),
     ...(answer.ok
       ? { statusCode: answer.response.statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, 512) }
       : { error: answer.error, duration: answer.duration }),

@@ -16,6 +16,8 @@ export const replicate: ProviderPreset = {
     classify: { statusPath: 'status', doneValues: ['succeeded'], failValues: ['failed', 'canceled', 'aborted'], errorPath: 'error' },
     signature: 'standard-webhooks',
   },
+  // urls.get and urls.cancel of a prediction.
+  credentialOrigins: ['https://api.replicate.com'],
   poll: {
     urlTemplate: '{startResult.body.urls.get}',
     interval: 2,

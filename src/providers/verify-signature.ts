@@ -8,7 +8,8 @@ const TOLERANCE_SECONDS = 300;
 const JWKS_TTL_MS = 24 * 60 * 60 * 1000;
 const JWKS_REFRESH_MS = 60 * 1000;
 
-export type SignatureCheck = { ok: true } | { ok: false; reason: string };
+/** `retryLater`: not decidable yet (see providers/fal-request.ts); the caller answers 503. */
+export type SignatureCheck = { ok: true } | { ok: false; reason: string; retryLater?: boolean };
 
 const fresh = (timestamp: string | undefined, now: number): boolean =>
   timestamp !== undefined && /^\d+$/.test(timestamp) && Math.abs(now / 1000 - Number(timestamp)) <= TOLERANCE_SECONDS;

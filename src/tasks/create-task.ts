@@ -7,7 +7,7 @@ import type { Deadline } from '../deadline.ts';
 import { statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockByIdempotencyKey } from '../db/task-sql.ts';
-import { AppError } from '../errors.ts';
+import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
 import { planProviderTask } from '../providers/plan-task.ts';
@@ -15,6 +15,7 @@ import { insertTaskStatements, type NewTask } from './insert-tasks.ts';
 import { redactHeaders, redactUrl } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
+import { canonicalUrl } from './url-template.ts';
 
 /** An `Idempotency-Key` is honoured for this long (DESIGN §4). */
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -64,11 +65,16 @@ function serialiseBody(input: CreateTaskInput): { body?: string; json: boolean }
 export async function createTask(
   relay: Relay,
   caller: { projectId: string; keyHash: string },
-  input: CreateTaskInput,
+  given: CreateTaskInput,
   idempotencyKey?: string,
   deadline?: Deadline,
 ): Promise<CreateTaskOutcome> {
   const { projectId, keyHash } = caller;
+  // From here on the target URL is spelled as the parser reads it and undici sends it, so the
+  // redaction below sees every credential however the client wrote it (tasks/url-template.ts).
+  const targetUrl = canonicalUrl(given.targetUrl);
+  if (targetUrl === undefined) throw invalid('targetUrl: must be an absolute http(s) URL');
+  const input: CreateTaskInput = { ...given, targetUrl };
   const plan = planProviderTask(input);
   const { body, json } = serialiseBody(plan.input);
   const headers = { ...input.headers };

@@ -26,19 +26,24 @@ export type TaskEventType =
   | 'task.cancel_requested'
   | 'callback.progress'
   | 'callback.unauthorized'
+  /** A signed callback that cannot be judged yet (fal's request id unknown): answered 503. */
+  | 'callback.deferred'
   | 'callback.superseded'
   | 'poll.started'
   | 'poll.attempt'
   | 'poll.result_fetch'
   | 'poll.superseded'
   | 'poll.stopped'
-  | 'provider.cancel_attempt';
+  | 'provider.cancel_attempt'
+  /** Events of one kind past its cap (callbacks/capped-events.ts), counted instead of recorded. */
+  | 'timeline.suppressed';
 
 export interface NewEvent {
   type: TaskEventType;
   data?: Record<string, unknown>;
 }
 
+/** Up to `limit` events of the task after the event `afterId`, oldest first (keyset on the id). */
 export async function listEvents(db: DbOrTx, taskId: string, afterId = 0, limit = 1000) {
   return db
     .select()

@@ -16,6 +16,7 @@ export const FAST_TIMINGS: Timings = {
   promptFallbackSeconds: 3,
   pollScale: 0.05,
   fallbackPollSeconds: [20, 40],
+  falRequestWaitMs: 2_000,
 };
 
 export interface TestRelay {

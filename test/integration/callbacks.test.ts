@@ -113,8 +113,9 @@ test('a JSON callback is stored as the exact string received, whitespace include
   const body = '{ "status" : "succeeded",\n  "output": [1, 2.50] }';
   const answer = await callback(task.callbackUrl, body, 'application/json');
   assert.equal(answer.status, 200);
-  assert.equal(answer.body.task.result.body, body);
-  assert.equal(answer.body.task.result.statusCode, 200);
+  const stored = await getTask(task.id);
+  assert.equal(stored.result.body, body);
+  assert.equal(stored.result.statusCode, 200);
 });
 
 test('a binary octet-stream callback is stored as base64 of the exact bytes', async () => {
@@ -135,7 +136,6 @@ test('a repeat of the accepted body is answered 200 without a second onComplete;
   const repeat = await callback(task.callbackUrl, body, 'application/json');
   assert.equal(repeat.status, 200);
   assert.equal(repeat.body.task.status, 'completed');
-  assert.equal(repeat.body.task.result.body, body);
 
   const other = await callback(task.callbackUrl, '{"status":"succeeded","output":"y"}', 'application/json');
   assertProblem(other, 409, 'Task is not in waiting/polling state (current: completed)');
@@ -160,6 +160,25 @@ test('a repeat of the accepted body is answered 200 without a second onComplete;
   assert.equal(types.filter((t) => t === 'callback.accepted').length, 1);
   assert.equal(types.filter((t) => t === 'callback.duplicate').length, 1);
   assert.equal(types.filter((t) => t === 'callback.rejected').length, 1);
+});
+
+test('the callback URL is no read credential: accepted, repeated and progress answers carry only the id and status', async () => {
+  const task = await waitingTask({ onCompleteUrl: receiver.url, metadata: { customer: 'c-42' }, body: { prompt: 'private prompt', webhook: '{asyncqueue_callback_url}' } });
+  const body = '{"status":"succeeded","output":"private result"}';
+  const accepted = await callback(task.callbackUrl, body, 'application/json');
+  assert.equal(accepted.status, 200);
+  assert.deepEqual(accepted.body, { task: { id: task.id, status: 'completed' } });
+  // Any later POST to the same URL (a provider retry, or whoever holds the URL): still nothing more.
+  const repeat = await callback(task.callbackUrl, body, 'application/json');
+  assert.equal(repeat.status, 200);
+  assert.deepEqual(repeat.body, { task: { id: task.id, status: 'completed' } });
+
+  const classified = await waitingTask({ callbackConfig: { statusPath: 'state', doneValues: ['done'] }, metadata: { customer: 'c-43' } });
+  const progress = await callback(classified.callbackUrl, '{"state":"running"}', 'application/json');
+  assert.equal(progress.status, 202);
+  assert.deepEqual(progress.body, { task: { id: classified.id, status: 'waiting' } });
+  // The client still reads everything with its API key.
+  assert.equal((await getTask(task.id)).result.body, body);
 });
 
 test('an unknown or malformed token is 404 Invalid or expired callback ID', async () => {
@@ -268,7 +287,7 @@ test('a callback accepted while the task is still pending completes it', async (
     const answer = await callback(created.body.callbackUrl, 'before dispatch', 'text/plain');
     assert.equal(answer.status, 200);
     assert.equal(answer.body.task.status, 'completed');
-    assert.equal(answer.body.task.result.body, 'before dispatch');
+    assert.equal((await apiOnly.api('GET', `/v1/tasks/${created.body.task.id}`)).body.task.result.body, 'before dispatch');
     const events = (await apiOnly.api('GET', `/v1/tasks/${created.body.task.id}/events`)).body.events;
     assert.equal(events.find((e: any) => e.type === 'callback.accepted').data.from, 'pending');
   } finally {

@@ -322,7 +322,12 @@ describe('system endpoints', () => {
     );
     assert.ok(doc.paths['/v1/providers'].get, 'the provider catalog is documented');
     assert.ok(doc.components.schemas.Provider, 'with its Provider schema');
-    assert.deepEqual(Object.keys(doc.paths['/v1/callbacks/{callbackId}'].post.responses).sort(), ['200', '202', '401', '404', '409', '413']);
+    const callback = doc.paths['/v1/callbacks/{callbackId}'].post.responses;
+    assert.deepEqual(Object.keys(callback).sort(), ['200', '202', '401', '404', '409', '413', '503']);
+    // A token holder is answered the task's id and status, nothing more.
+    assert.equal(callback['200'].content['application/json'].schema.$ref, '#/components/schemas/TaskStatusEnvelope');
+    assert.deepEqual(Object.keys(doc.components.schemas.TaskStatusEnvelope.properties.task.properties).sort(), ['id', 'status']);
+    assert.deepEqual(Object.keys(doc.components.schemas.TaskEventPage.properties).sort(), ['events', 'pagination']);
     assert.equal(input.properties.method.default, 'POST');
     assert.equal(input.properties.maxWaitTime.default, 600);
   });

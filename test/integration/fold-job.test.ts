@@ -23,7 +23,7 @@ const job = () => jobStatement(relay.running.relay.boss, Queues.notify, { taskId
 const statements = {
   insertTasks: () => insertTasks([{ keyHash: 'h', values: { id: '00000000-0000-7000-8000-000000000000' } as never, events: [] }]),
   transition: () => transition({ taskId: 'x', from: ['waiting'], to: 'completed' }),
-  consumeCallbacks: () => consumeCallbacks([{ tokenHash: 't', bodyHash: 'b', body: '', size: 0, lateLimit: 1, ref: 'r' }]),
+  consumeCallbacks: () => consumeCallbacks([{ tokenHash: 't', bodyHash: 'b', body: '', size: 0, ref: 'r' }]),
   recordDelivery: () => recordDelivery({ taskId: 'x', status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [] }),
 };
 

@@ -213,8 +213,12 @@ test('GET /v1/providers lists every preset with its full pollConfig, callback pl
     classify: { statusPath: 'status', doneValues: ['OK'], failValues: ['ERROR'], errorPath: 'error' },
     signature: 'fal',
     resultMissing: { emptyPath: 'payload', markerPath: 'payload_error' },
+    requestIdPath: 'request_id',
   });
   assert.equal(byId.fal.pollRole, 'fallback');
+  assert.deepEqual(byId.fal.credentialOrigins, ['https://queue.fal.run']);
+  assert.deepEqual(byId.replicate.credentialOrigins, ['https://api.replicate.com']);
+  assert.deepEqual(byId.runwayml.credentialOrigins, []);
   assert.equal(byId.fal.pollConfig.resultUrlTemplate, '{startResult.body.response_url}');
   assert.deepEqual(byId.fal.cancel, { method: 'PUT', urlTemplate: '{startResult.body.cancel_url}' });
   assert.deepEqual(byId.replicate.cancel, { method: 'POST', urlTemplate: '{startResult.body.urls.cancel}' });

@@ -63,7 +63,7 @@ test('replicate: the relay puts the webhook in the body; starting and processing
   const done = await post(webhook, succeeded);
   assert.equal(done.status, 200);
   assert.equal(done.body.task.status, 'completed');
-  assert.equal(done.body.task.result.body, succeeded);
+  assert.equal((await task(id)).result.body, succeeded);
   assert.equal((await post(webhook, succeeded)).status, 200, 'Replicate retrying the same webhook gets 200');
   const other = await post(webhook, JSON.stringify(replicatePrediction(provider.url, 'succeeded', { output: ['other'] })));
   assert.equal(other.status, 409);
@@ -85,7 +85,7 @@ test('replicate failed / canceled / aborted fail the task with the provider erro
     const answer = await post(created.body.callbackUrl, JSON.stringify(replicatePrediction(provider.url, status, { error })));
     assert.equal(answer.status, 200);
     assert.equal(answer.body.task.status, 'failed');
-    assert.deepEqual(answer.body.task.error, { code: 'provider_failed', message: error ?? `Provider reported status = ${status}` });
+    assert.deepEqual((await task(created.body.task.id)).error, { code: 'provider_failed', message: error ?? `Provider reported status = ${status}` });
     const [delivery] = await receiver.waitForDeliveries(created.body.task.id);
     assert.equal(delivery.payload?.event, 'task.failed');
   }
@@ -102,8 +102,9 @@ test('fal: fal_webhook is added to the URL; an ERROR webhook fails the task with
   const failed = await post(created.body.callbackUrl, falErrorWebhook());
   assert.equal(failed.status, 200);
   assert.equal(failed.body.task.status, 'failed');
-  assert.deepEqual(failed.body.task.error, { code: 'provider_failed', message: 'Invalid status code: 422' });
-  assert.equal(failed.body.task.result.body, falErrorWebhook());
+  const stored = await task(created.body.task.id);
+  assert.deepEqual(stored.error, { code: 'provider_failed', message: 'Invalid status code: 422' });
+  assert.equal(stored.result.body, falErrorWebhook());
   const again = await post(created.body.callbackUrl, falErrorWebhook());
   assert.equal(again.status, 200);
   assert.equal(again.body.task.status, 'failed');
@@ -119,7 +120,7 @@ test('luma: callback_url in the body; dreaming is progress, completed completes'
   assert.equal((await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('dreaming')))).status, 202);
   const done = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('completed')));
   assert.equal(done.status, 200);
-  assert.equal(JSON.parse(done.body.task.result.body).assets.video, 'https://storage.cdn-luma.com/dream/video.mp4');
+  assert.equal(JSON.parse((await task(created.body.task.id)).result.body).assets.video, 'https://storage.cdn-luma.com/dream/video.mp4');
   // Luma's dreaming callback retried after the end: stale, answered 200 (no retry, no rejection).
   const stale = await post(created.body.callbackUrl, JSON.stringify(lumaGeneration('dreaming')));
   assert.equal(stale.status, 200);
@@ -142,7 +143,8 @@ test('callbackConfig without a preset: progress, then a failure value fails with
   assert.equal((await post(created.body.callbackUrl, 'not json')).status, 202, 'an unreadable body is not a result');
   const failed = await post(created.body.callbackUrl, '{"job":{"state":"bad","reason":"quota exceeded"}}');
   assert.equal(failed.status, 200);
-  assert.deepEqual(failed.body.task.error, { code: 'provider_failed', message: 'quota exceeded' });
+  assert.equal(failed.body.task.status, 'failed');
+  assert.deepEqual((await task(created.body.task.id)).error, { code: 'provider_failed', message: 'quota exceeded' });
 });
 
 test('fal fallback poll: the webhook never comes, the poll sees COMPLETED, fetches response_url and completes; the late webhook is recorded as superseded', async () => {
@@ -177,7 +179,8 @@ test('fal fallback poll: the webhook never comes, the poll sees COMPLETED, fetch
   // fal's webhook finally arrives: the poll's result stands; fal is told 200 so it stops retrying.
   const late = await post(created.body.callbackUrl, falOkWebhook(requestId));
   assert.equal(late.status, 200);
-  assert.equal(late.body.task.result.body, done.result.body);
+  assert.deepEqual(late.body, { task: { id, status: 'completed' } });
+  assert.equal((await task(id)).result.body, done.result.body, 'the poll\'s result stands');
   const superseded = (await timeline(id)).find((e) => e.type === 'callback.superseded');
   assert.equal(superseded.data.verdict, 'success');
   assert.equal(superseded.data.body, falOkWebhook(requestId));
@@ -208,7 +211,7 @@ test('fal fallback poll refused by the status URL (401: the task carries no fal 
   const done = await post(created.body.callbackUrl, falOkWebhook(requestId));
   assert.equal(done.status, 200);
   assert.equal(done.body.task.status, 'completed');
-  assert.equal(done.body.task.result.body, falOkWebhook(requestId));
+  assert.equal((await task(id)).result.body, falOkWebhook(requestId));
 });
 
 test('fal OK webhook with payload null and payload_error: 202, and an immediate poll fetches the result from response_url', async () => {

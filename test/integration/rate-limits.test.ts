@@ -116,6 +116,22 @@ test('401s are counted per client IP across both relays: past the limit 429 with
   assert.equal(hits, 12, 'every 401 up to the block was counted once; blocked requests cost no write');
 });
 
+test('unsigned callbacks to a task that requires signatures (401) are rejections: throttled after 30', async () => {
+  const ip = '198.51.100.6';
+  const created = await one.api('POST', '/v1/tasks', {
+    targetUrl: `${target.url}/submit`,
+    waitForSignal: true,
+    callbackSignature: { scheme: 'standard-webhooks', secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const statuses: number[] = [];
+  for (let i = 0; i < 32; i++) {
+    const relay = i % 2 === 0 ? one : two;
+    statuses.push((await apiRequest(relay.baseUrl, 'POST', `/v1/callbacks/${created.body.signalToken}`, { status: 'OK', i }, from(ip))).status);
+  }
+  assert.deepEqual(statuses, [...Array(30).fill(401), 429, 429]);
+});
+
 test('signals refused as not JSON (415) count against the per-IP ceiling', async () => {
   const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
   try {

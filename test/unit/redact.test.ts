@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isSensitiveHeader, REDACTED, redactHeaders, redactUrl } from '../../src/tasks/redact.ts';
+import { canonicalUrl } from '../../src/tasks/url-template.ts';
 
 describe('header redaction', () => {
   test('credential-bearing names are sensitive, whatever their case', () => {
@@ -57,7 +58,52 @@ describe('URL redaction', () => {
       ['https://queue.fal.run/x?fal_webhook={asyncqueue_callback_url}&auth_token={asyncqueue_callback_url}', 'https://queue.fal.run/x?fal_webhook={asyncqueue_callback_url}&auth_token={asyncqueue_callback_url}'],
       ['https://h.example/{asyncqueue_callback_url}/p@q?a=b', 'https://h.example/{asyncqueue_callback_url}/p@q?a=b'],
       ['https://h.example/p?bad%E0=1&token=%E0', 'https://h.example/p?bad%E0=1&token=[redacted]'],
+      ['https://acct.blob.core.windows.net/c/b?sv=2024-05-04&sr=b&sig=abc%3D', 'https://acct.blob.core.windows.net/c/b?sv=2024-05-04&sr=b&sig=[redacted]'],
+      ['https://h.example/p?a=1;token=t;b=2', 'https://h.example/p?a=1;token=[redacted];b=2'],
+      ['https://h.example/app;jsessionid=s1/run;v=1', 'https://h.example/app;jsessionid=[redacted]/run;v=1'],
+      ['https://h.example/cb#access_token=t&state=x', 'https://h.example/cb#access_token=[redacted]&state=x'],
+      ['https://h.example/p?PWD=x&pass=y&Pw=z&passport=ok', 'https://h.example/p?PWD=[redacted]&pass=[redacted]&Pw=[redacted]&passport=ok'],
+      ['https://u:p@[::1]:8443/x', 'https://[redacted]@[::1]:8443/x'],
+      ['https://h.example/?', 'https://h.example/?'],
     ];
     for (const [input, expected] of cases) assert.equal(redactUrl(input), expected, input);
+  });
+
+  test('a URL that is not canonical is shown as [redacted] as a whole, never guessed at', () => {
+    assert.equal(redactUrl('http:alice:pw@h.example/'), REDACTED);
+    assert.equal(redactUrl(' https://alice:pw@h.example/'), REDACTED);
+  });
+});
+
+describe('canonical URL templates', () => {
+  test('every spelling the WHATWG parser accepts comes out as the one it sends', () => {
+    const cases: Array<[string, string]> = [
+      ['http:alice:pw@h.example/p', 'http://alice:pw@h.example/p'],
+      ['http:\\\\alice:pw@h.example/p', 'http://alice:pw@h.example/p'],
+      ['http:/alice:pw@h.example', 'http://alice:pw@h.example/'],
+      [' \u0001http://alice:pw@h.example/p ', 'http://alice:pw@h.example/p'],
+      ['ht\ttp://alice:pw@h.example/p', 'http://alice:pw@h.example/p'],
+      ['HTTPS://H.Example:443/a b?c d#e f', 'https://h.example/a%20b?c%20d#e%20f'],
+      ['http://0x7f.1/', 'http://127.0.0.1/'],
+      ['http://alice:p@ss@h.example/', 'http://alice:p%40ss@h.example/'],
+    ];
+    for (const [input, expected] of cases) assert.equal(canonicalUrl(input), expected, JSON.stringify(input));
+  });
+
+  test('the callback placeholder survives as written, wherever it stands', () => {
+    const cases: Array<[string, string]> = [
+      ['https://h.example/{asyncqueue_callback_url}', 'https://h.example/{asyncqueue_callback_url}'],
+      ['https:h.example/cb/{asyncqueue_callback_url}/x?u={asyncqueue_callback_url}#{asyncqueue_callback_url}', 'https://h.example/cb/{asyncqueue_callback_url}/x?u={asyncqueue_callback_url}#{asyncqueue_callback_url}'],
+      ['https://{asyncqueue_callback_url}@h.example/', 'https://{asyncqueue_callback_url}@h.example/'],
+      // Braces that are not the placeholder are percent-encoded in the path, as they are sent.
+      ['https://h.example/{other}', 'https://h.example/%7Bother%7D'],
+    ];
+    for (const [input, expected] of cases) assert.equal(canonicalUrl(input), expected, input);
+  });
+
+  test('not an absolute http(s) URL: undefined', () => {
+    for (const input of ['', 'h.example/p', 'ftp://h.example/', 'javascript:alert(1)', 'http://', 'https://h.example:{asyncqueue_callback_url}/']) {
+      assert.equal(canonicalUrl(input), undefined, input);
+    }
   });
 });

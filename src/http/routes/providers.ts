@@ -14,10 +14,14 @@ export const ProviderView = z
         signature: z.string().nullable(),
         resultMissing: z.object({ emptyPath: z.string(), markerPath: z.string() }).optional()
           .openapi({ description: 'A success callback with emptyPath null and markerPath set carries no result: it is fetched by an immediate poll' }),
+        requestIdPath: z.string().optional()
+          .openapi({ description: "Where the submit answer names the provider's request; a signed callback must carry the same id" }),
       })
       .nullable()
       .openapi({ description: 'How the provider calls back; null for poll-only providers' }),
     pollConfig: z.record(z.string(), z.unknown()),
+    credentialOrigins: z.array(z.string())
+      .openapi({ description: "Origins besides the task's target that receive its credentials on polls, result fetches and cancels (forwardAuth)" }),
     pollRole: z.enum(['primary', 'fallback']).openapi({ description: 'fallback: polled slowly while a callback is awaited' }),
     cancel: z.object({ method: z.string(), urlTemplate: z.string() }).nullable(),
     output: z.string(),
@@ -32,6 +36,7 @@ function toProviderView(preset: ProviderPreset): z.infer<typeof ProviderView> {
     docs: preset.docs,
     callback: preset.callback ? { ...preset.callback, signature: preset.callback.signature ?? null } : null,
     pollConfig: preset.poll,
+    credentialOrigins: preset.credentialOrigins ?? [],
     pollRole: preset.callback ? 'fallback' : 'primary',
     cancel: preset.poll.cancelUrlTemplate ? { method: preset.poll.cancelMethod ?? 'POST', urlTemplate: preset.poll.cancelUrlTemplate } : null,
     output: preset.output,

@@ -14,7 +14,7 @@ import { openRequest } from '../../tasks/sealed-request.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
 import type { AuthEnv } from '../auth.ts';
-import { CreateTaskInput, CreateTaskResponse, isStorableText, Problem, TaskEnvelope, TaskEvent, TaskList, TaskStatus } from '../schemas.ts';
+import { CreateTaskInput, CreateTaskResponse, isStorableText, Problem, TaskEnvelope, TaskEventPage, TaskList, TaskStatus } from '../schemas.ts';
 
 const problems = {
   400: { description: 'Invalid request', content: { 'application/problem+json': { schema: Problem } } },
@@ -74,12 +74,25 @@ const listTasksRoute = createRoute({
   responses: { 200: json(TaskList, 'Tasks, newest first. Filter metadata with metadata.KEY=VALUE.'), ...problems },
 });
 
+/** Largest page of a timeline, and the default: one page holds a whole ordinary timeline. */
+const MAX_EVENTS_PAGE = 1000;
+
 const eventsRoute = createRoute({
   method: 'get',
   path: '/v1/tasks/{id}/events',
   security,
-  request: { params: IdParam },
-  responses: { 200: json(z.object({ events: z.array(TaskEvent) }), 'The timeline, oldest first'), ...problems },
+  request: {
+    params: IdParam,
+    query: z.object({
+      after: z
+        .string()
+        .regex(/^\d{1,15}$/, 'must be an event id (the nextCursor of the previous page)')
+        .optional()
+        .openapi({ description: 'Only events after this id: the nextCursor of the previous page' }),
+      limit: z.coerce.number().int().min(1).max(MAX_EVENTS_PAGE).default(MAX_EVENTS_PAGE),
+    }),
+  },
+  responses: { 200: json(TaskEventPage, 'The timeline, oldest first, a page at a time (keyset on the event id)'), ...problems },
 });
 
 const cancelRoute = createRoute({
@@ -173,9 +186,19 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
 
   app.openapi(eventsRoute, async (c) => {
     const { id } = c.req.valid('param');
+    const { after, limit } = c.req.valid('query');
     await getTask(relay.db, c.get('projectId'), id);
-    const events = await listEvents(relay.db, id);
-    return c.json({ events: events.map((e) => ({ id: e.id, at: e.at.toISOString(), type: e.type, data: e.data })) }, 200);
+    // One more than the page: whether another page follows, without a count.
+    const rows = await listEvents(relay.db, id, after === undefined ? 0 : Number(after), limit + 1);
+    const page = rows.slice(0, limit);
+    const hasMore = rows.length > limit;
+    return c.json(
+      {
+        events: page.map((e) => ({ id: e.id, at: e.at.toISOString(), type: e.type, data: e.data })),
+        pagination: { limit, hasMore, nextCursor: hasMore ? String(page[page.length - 1].id) : null },
+      },
+      200,
+    );
   });
 
   app.openapi(cancelRoute, async (c) => {
