@@ -26,8 +26,33 @@ async function pipelined(conn: postgres.ReservedSql, statements: Statement[]): P
   return Promise.all(statements.map((s) => conn.unsafe(s.text, s.params as postgres.ParameterOrJSON<never>[], { prepare: true }) as unknown as Promise<Row[]>));
 }
 
+/** The longest a transaction waits for a connection of its own (a statement outside one fails in ~5 s too). */
+const RESERVE_TIMEOUT_MS = 5_000;
+
+/**
+ * A connection for a transaction, or a CONNECT_TIMEOUT (answered 503) after RESERVE_TIMEOUT_MS.
+ * While the database is down, postgres.js fails only one waiting reservation per failed connection
+ * attempt and keeps the rest queued: without a bound they wait as long as the outage. One that
+ * arrives after its caller gave up goes straight back to the pool.
+ */
+async function reserve(sql: postgres.Sql): Promise<postgres.ReservedSql> {
+  const reserving = sql.reserve();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no database connection within ${RESERVE_TIMEOUT_MS / 1000} s`), { code: 'CONNECT_TIMEOUT' })), RESERVE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([reserving, timeout]);
+  } catch (error) {
+    reserving.then((conn) => conn.release(), () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function inTransaction<T>(sql: postgres.Sql, work: (conn: postgres.ReservedSql) => Promise<T>): Promise<T> {
-  const conn = await sql.reserve();
+  const conn = await reserve(sql);
   try {
     return await work(conn);
   } catch (error) {

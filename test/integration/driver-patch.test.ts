@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { isDriverPatched } from '../../src/db/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
 let database: TestDatabase;
 let killer: postgres.Sql;
@@ -80,6 +81,41 @@ test('a transaction pipelined on a reserved connection that dies mid-way rejects
     assert.deepEqual(rows.map((r) => r.n), [2]);
   } finally {
     await sql.end({ timeout: 1 });
+  }
+  assert.deepEqual(uncaught, []);
+});
+
+test('reservations made while the database is unreachable all settle, and none takes a connection with it', async () => {
+  const target = new URL(database.url);
+  const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port) });
+  const sql = postgres(proxy.urlFor(database.url), { max: 3, onnotice: () => {}, backoff: () => 0.2, connect_timeout: 2 });
+  try {
+    await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`));
+    await proxy.down();
+    await assert.rejects(sql`select 1`);
+    // Twenty transactions while nothing answers: each fails or waits for the database. Unpatched,
+    // a reservation that a failed attempt took off the queue as its next `initial` was dropped
+    // when that attempt succeeded: it waited forever, and the connection went with it.
+    const outcomes = Array.from({ length: 20 }, async () => {
+      const conn = await sql.reserve();
+      try {
+        await conn`select 1`;
+        return 'ok';
+      } finally {
+        conn.release();
+      }
+    }).map((p) => p.catch((error: { code?: string }) => error.code ?? 'error'));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await proxy.up();
+    const settled = await Promise.all(outcomes.map((o) => Promise.race([o, new Promise((resolve) => setTimeout(() => resolve('hang'), 5000).unref())])));
+    assert.ok(!settled.includes('hang'), JSON.stringify(settled));
+    assert.ok(settled.includes('ok'), JSON.stringify(settled));
+    // All three connections are back in the pool: three transactions at once.
+    const held = await Promise.all([1, 2, 3].map(() => Promise.race([sql.reserve(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a connection was lost')), 3000).unref())])));
+    for (const conn of held) conn.release();
+  } finally {
+    await sql.end({ timeout: 1 });
+    await proxy.down();
   }
   assert.deepEqual(uncaught, []);
 });
