@@ -42,7 +42,7 @@ export interface RateLimitConfig {
   windowSeconds: number;
   /** RELAY_CALLBACK_REJECT_LIMIT: rejected (400/404/409/413) callback or signal attempts per client IP per window, shared by all replicas; default 30. */
   callbackRejects: number;
-  /** RELAY_CALLBACK_IP_CEILING: callback and signal requests of any outcome per client IP per window, per process; default 1200. */
+  /** RELAY_CALLBACK_IP_CEILING: callback and signal requests per window, per process, of a client IP that is past the rejection limit (any outcome); default 1200. Other addresses are never throttled. */
   callbackCeiling: number;
   /** RELAY_API_RATE_LIMIT: authenticated API requests per API key per window, per process; default 6000. */
   apiPerKey: number;

@@ -13,7 +13,7 @@ import { problemBody } from './problem.ts';
  * callback whose signature does not verify, or a signal to a task that requires signed
  * callbacks) — a failure like the others, and each one is recorded on the task's timeline.
  */
-const REJECTED = new Set([400, 401, 404, 409, 413]);
+const REJECTED = new Set([400, 401, 404, 409, 413, 415]);
 const MAX_BLOCKED = 100_000;
 
 /** A 429 problem with Retry-After (and any extra headers). */
@@ -35,27 +35,33 @@ export interface CallbackLimitDeps {
 /**
  * The callback and signal limits (DESIGN §5), around the route:
  *
- * - A per-IP ceiling on every request, counted in this process's memory. It bounds the load one
- *   address can put on a replica, which is a per-replica resource, and costs a Map lookup, so a
- *   provider's valid callbacks pay no round trip for it. Behind a load balancer an address gets
- *   at most replicas × ceiling in all; that is the price of keeping the hot path free of a write.
- * - Rejected attempts (400/404/409/413) counted in PostgreSQL, shared by every replica: only a
- *   rejection pays the extra upsert, so valid callbacks cost nothing. Past the limit a rejection
- *   is answered 429 instead; a valid callback is still accepted (a provider's egress IP that
- *   also sends some late or duplicate callbacks must not lose its good ones, and a 256-bit token
- *   cannot be guessed anyway). Once this process has seen the limit passed it answers further
- *   rejections from that address without the upsert until the window ends.
+ * - Rejected attempts (400/401/404/409/413/415) counted in PostgreSQL, shared by every replica:
+ *   only a rejection pays the extra upsert, so valid callbacks cost nothing. Past the limit a
+ *   rejection is answered 429 instead; a valid callback is still accepted (a provider's egress IP
+ *   that also sends some late or duplicate callbacks must not lose its good ones, and a 256-bit
+ *   token cannot be guessed anyway). Once this process has seen the limit passed it answers
+ *   further rejections from that address without the upsert until the window ends.
+ * - A ceiling on every request of an address that is past that limit, counted in this process's
+ *   memory: an abuser's requests still cost a token lookup each before they can be told apart
+ *   from valid ones, and the ceiling bounds those. An address with no such history is never
+ *   throttled, however many valid callbacks it delivers: one provider egress address may carry
+ *   hundreds a second (an earlier ceiling on all requests, 1,200 a minute, answered 429 to a
+ *   provider sending more than 20 valid callbacks a second).
  */
 export function callbackLimits({ limits, trustedProxies, rejections, onError }: CallbackLimitDeps) {
   const windowMs = limits.windowSeconds * 1000;
   const ceiling = createWindowCounter(windowMs);
   const blockedUntil = new Map<string, number>();
+  const isBlocked = (key: string) => {
+    const until = blockedUntil.get(key);
+    return until !== undefined && until > Date.now();
+  };
   return createMiddleware(async (c, next) => {
     const key = clientKey(clientIp(c, trustedProxies));
-    if (limits.callbackCeiling > 0) {
+    if (limits.callbackCeiling > 0 && isBlocked(key)) {
       const hit = ceiling.hit(key);
       if (hit.count > limits.callbackCeiling) {
-        return tooMany(c, Math.max(1, Math.ceil((hit.resetAt - Date.now()) / 1000)), `More than ${limits.callbackCeiling} requests from this address in ${limits.windowSeconds} s`);
+        return tooMany(c, Math.max(1, Math.ceil((hit.resetAt - Date.now()) / 1000)), `More than ${limits.callbackCeiling} requests in ${limits.windowSeconds} s from this address, which is past its limit of rejected attempts`);
       }
     }
     await next();
@@ -63,9 +69,8 @@ export function callbackLimits({ limits, trustedProxies, rejections, onError }: 
     // A 413's body was left unread: the replacement must still close the connection.
     const extra: Record<string, string> = c.res.headers.get('connection') === 'close' ? { connection: 'close' } : {};
     const detail = `More than ${limits.callbackRejects} rejected attempts from this address in ${limits.windowSeconds} s`;
-    const until = blockedUntil.get(key);
-    if (until !== undefined && until > Date.now()) {
-      c.res = tooMany(c, Math.max(1, Math.ceil((until - Date.now()) / 1000)), detail, extra);
+    if (isBlocked(key)) {
+      c.res = tooMany(c, Math.max(1, Math.ceil((blockedUntil.get(key)! - Date.now()) / 1000)), detail, extra);
       return;
     }
     try {

@@ -132,8 +132,8 @@ test('unsigned callbacks to a task that requires signatures (401) are rejections
   assert.deepEqual(statuses, [...Array(30).fill(401), 429, 429]);
 });
 
-test('signals refused as not JSON (415) count against the per-IP ceiling', async () => {
-  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+test('signals refused as not JSON (415) are rejections: throttled after the limit', async () => {
+  const limited = await startTestRelay({ env: { RELAY_CALLBACK_REJECT_LIMIT: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
   try {
     const statuses = [];
     for (let i = 0; i < 5; i++) {
@@ -147,17 +147,43 @@ test('signals refused as not JSON (415) count against the per-IP ceiling', async
   }
 });
 
-test('the per-IP ceiling and the per-key API limit, with their headers', async () => {
-  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '5', RELAY_API_RATE_LIMIT: '4', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+test('the per-IP ceiling never throttles valid callbacks; it holds an address that is past the rejection limit, valid callbacks included', async () => {
+  const limited = await startTestRelay({ env: { RELAY_CALLBACK_IP_CEILING: '5', RELAY_CALLBACK_REJECT_LIMIT: '3', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
   try {
-    // Not behind a trusted proxy: X-Forwarded-For is ignored, so changing it does not help.
-    const statuses = [];
-    for (let i = 0; i < 7; i++) statuses.push((await badCallback(limited, `203.0.113.${i}`, i)).status);
-    assert.deepEqual(statuses, [404, 404, 404, 404, 404, 429, 429]);
-    const ceiling = await apiRequest(limited.baseUrl, 'POST', `/v1/signals/${fakeToken(1)}`, { status: 'completed' });
-    assert.equal(ceiling.status, 429);
-    assert.ok(Number(ceiling.headers.get('retry-after')) > 0);
+    const tokens: string[] = [];
+    for (let i = 0; i < 25; i++) {
+      const created = await limited.api('POST', '/v1/tasks', { targetUrl: `${target.url}/submit`, waitForSignal: true });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      tokens.push(created.body.signalToken);
+    }
+    const callback = (token: string) => apiRequest(limited.baseUrl, 'POST', `/v1/callbacks/${token}`, { status: 'OK' });
+    // A provider delivering 20 valid callbacks from one address: four times the ceiling, none throttled.
+    const valid = [];
+    for (const token of tokens.slice(0, 20)) valid.push((await callback(token)).status);
+    assert.deepEqual(valid, Array(20).fill(200));
+    // Bad ones: 3 rejections, then the address is past the limit (429)…
+    const bad = [];
+    for (let i = 0; i < 4; i++) bad.push((await badCallback(limited, '203.0.113.1', i)).status);
+    assert.deepEqual(bad, [404, 404, 404, 429]);
+    // …and from then on is held to the ceiling: 5 more requests (a valid one among them is still
+    // accepted), then everything is 429, valid callbacks included, without a token lookup.
+    const held = [(await callback(tokens[20])).status];
+    for (let i = 4; i < 8; i++) held.push((await badCallback(limited, '203.0.113.1', i)).status);
+    assert.deepEqual(held, [200, 429, 429, 429, 429]);
+    const past = await callback(tokens[21]);
+    assert.equal(past.status, 429);
+    assert.match(past.body.detail, /^More than 5 requests in 3600 s from this address, which is past its limit of rejected attempts$/);
+    assert.ok(Number(past.headers.get('retry-after')) > 0);
+    const [row] = await limited.running.relay.sql<{ status: string }[]>`select status from tasks where callback_hash = encode(sha256(convert_to(${tokens[21]}, 'utf8')), 'hex')`;
+    assert.notEqual(row.status, 'completed', 'a throttled callback was consumed');
+  } finally {
+    await limited.stop();
+  }
+});
 
+test('the per-key API limit, with its headers', async () => {
+  const limited = await startTestRelay({ env: { RELAY_API_RATE_LIMIT: '4', RELAY_RATE_LIMIT_WINDOW_SECONDS: '3600' } });
+  try {
     const answers = [];
     for (let i = 0; i < 5; i++) answers.push(await limited.api('GET', '/v1/tasks'));
     assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 429]);
