@@ -5,7 +5,7 @@ import type { ZodError } from 'zod';
 import type { Relay } from './context.ts';
 import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
-import { admitCreates } from './http/admission.ts';
+import { type AdmissionOptions, admitCreates } from './http/admission.ts';
 import { limitBody } from './http/body-limit.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
@@ -30,8 +30,8 @@ export interface AppDeps {
   limits: RateLimitConfig;
   /** RELAY_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client. */
   trustedProxies: string[];
-  /** RELAY_CREATE_CONCURRENCY: task creations handled at once (http/admission.ts). */
-  createConcurrency: number;
+  /** RELAY_CREATE_*: how task creations are admitted (http/admission.ts). */
+  admission: AdmissionOptions;
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
@@ -42,7 +42,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness, limits, trustedProxies, createConcurrency }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies, admission }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -55,8 +55,8 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   app.use('/v1/tasks/*', requireApiKey(keys), apiKeyLimit(limits));
   // After the key: a client without one learns nothing but 401 (and its requests are not counted).
   app.on('POST', '/v1/tasks', requireJson());
-  // After the cheap checks (headers, cached key, limits): only admitted creates read their body.
-  app.on('POST', '/v1/tasks', admitCreates(createConcurrency));
+  // After the cheap checks (headers, cached key, limits); it reads the body, then waits for a slot.
+  app.on('POST', '/v1/tasks', admitCreates(admission));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
   const guard = callbackLimits({
     limits,

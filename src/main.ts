@@ -126,11 +126,11 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
         keys,
         limits: config.rateLimits,
         trustedProxies: config.trustedProxies,
-        createConcurrency: config.createConcurrency,
+        admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });
       server = await new Promise<ServerType>((resolve, reject) => {
-        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestDeadlines(config) }, () => resolve(s));
         s.once('error', reject);
       });
       port = (server.address() as AddressInfo).port;
@@ -151,6 +151,21 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     await runCleanups(cleanups, log);
     throw error;
   }
+}
+
+/**
+ * Short deadlines for receiving a request (Node's defaults: 60 s for the headers, 300 s for the
+ * whole request): a client that trickles its headers or body is answered 408 and cut, instead of
+ * holding a connection and its buffers for minutes. They cover receiving only; a long-poll whose
+ * request is in may take its 25 s to answer. Node checks them every `connectionsCheckingInterval`
+ * (default 30 s, which would let a 10 s deadline run to 40 s).
+ */
+function requestDeadlines(config: Config) {
+  return {
+    headersTimeout: config.headersTimeoutSeconds * 1000,
+    requestTimeout: config.requestTimeoutSeconds * 1000,
+    connectionsCheckingInterval: Math.min(1000, config.headersTimeoutSeconds * 500),
+  };
 }
 
 /** Stop accepting; give open requests (long-polls included) a bounded time, then cut them. */

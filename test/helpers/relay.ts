@@ -4,6 +4,8 @@ import { loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/context.ts';
 import { type RunningRelay, startRelay } from '../../src/main.ts';
+import { createApiKey } from '../../src/projects/api-keys.ts';
+import { ensureProject } from '../../src/projects/projects.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export { freePort };
@@ -127,4 +129,27 @@ export async function waitForStatus(relay: TestRelay, taskId: string, status: st
     seen = answer.body.task.status;
     if (left <= 0) throw new Error(`task ${taskId} still ${answer.body.task.status} after ${timeoutMs} ms, expected ${status}`);
   }
+}
+
+export interface TestTenant {
+  projectId: string;
+  apiKey: string;
+  /** The project's own webhook signing secret. */
+  webhookSecret: string;
+  /** Like `TestRelay.api`, with this project's key. */
+  api(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiAnswer>;
+}
+
+/** Another project on the relay's database, with a key of its own (what `keys create --project` makes). */
+export async function addTenant(relay: TestRelay, projectId: string): Promise<TestTenant> {
+  const { db, keyring } = relay.running.relay;
+  const made = await ensureProject(db, keyring, projectId);
+  if (!made.webhookSecret) throw new Error(`project ${projectId} exists already`);
+  const { key } = await createApiKey(db, projectId, `${projectId}-key`);
+  return {
+    projectId,
+    apiKey: key,
+    webhookSecret: made.webhookSecret,
+    api: (method, path, body, headers) => apiRequest(relay.baseUrl, method, path, body, { 'x-api-key': key, ...headers }),
+  };
 }
