@@ -5,8 +5,8 @@ import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
 import type { ConsumedRow } from './callbacks/consume-callback.ts';
+import type { PromptDelivery } from './delivery/prompt-delivery.ts';
 import type { CallbackConsume, DeliveryRecord } from './db/task-sql.ts';
-import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
 import type { Keyring } from './secrets/keyring.ts';
@@ -41,8 +41,8 @@ export interface Relay {
   recordDelivery: (record: DeliveryRecord) => Promise<void>;
   /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */
   verifyFal: (headers: Record<string, string>, body: Uint8Array) => Promise<SignatureCheck>;
-  /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
-  deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
+  /** Makes the first onComplete attempt of a just-accepted callback now, in this process (bounded, fair between projects). */
+  deliverPromptly: PromptDelivery;
 }
 
 /** Durations that production fixes and tests shorten. */

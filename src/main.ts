@@ -11,7 +11,7 @@ import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createCallbackConsumer } from './callbacks/consume-callback.ts';
 import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
-import { createPromptDelivery } from './delivery/prompt-delivery.ts';
+import { createPromptDelivery, DEFAULT_PROMPT_LIMITS, type PromptDeliveryLimits } from './delivery/prompt-delivery.ts';
 import { createQueues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
@@ -32,6 +32,8 @@ export interface StartOptions {
   poolSize?: number;
   /** pg-boss supervision interval (expired and heartbeat-lapsed jobs), seconds. */
   superviseIntervalSeconds?: number;
+  /** Bounds of the prompt first onComplete attempts (tests make them small). */
+  promptDelivery?: Partial<PromptDeliveryLimits>;
 }
 
 export interface RunningRelay {
@@ -114,7 +116,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       recordDelivery: createDeliveryRecorder(base.sql),
       consumeCallback: createCallbackConsumer(base),
     };
-    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched) };
+    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched, { ...DEFAULT_PROMPT_LIMITS, ...options.promptDelivery }) };
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;

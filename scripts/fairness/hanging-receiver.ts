@@ -2,9 +2,11 @@
  * Issue 15 item 2: tenant A has `--callbacks N` tasks whose onComplete receiver hangs (or answers
  * at once with `--receiver fast`); each gets a callback of about 1 MiB. Meanwhile tenant B's tasks
  * complete by a small callback and B's receiver times how long its webhook took. Prints the
- * relay's RSS before, at its highest and after, and B's callback-to-webhook latencies.
+ * relay's RSS before, at its highest and after, and B's callback-to-webhook latencies. With
+ * `--role api` the relay runs no workers, so what it holds is the prompt deliveries' alone (the
+ * durable `task.notify` jobs, due 30 s later, are left to workers that do not run).
  *
- *   node scripts/fairness/hanging-receiver.ts [--callbacks 400] [--receiver hanging|fast] [--b-tasks 5]
+ *   node scripts/fairness/hanging-receiver.ts [--callbacks 400] [--receiver hanging|fast] [--b-tasks 5] [--role all|api]
  */
 import type { ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -16,6 +18,7 @@ const { values } = parseArgs({
     callbacks: { type: 'string', default: '400' },
     receiver: { type: 'string', default: 'hanging' },
     'b-tasks': { type: 'string', default: '5' },
+    role: { type: 'string', default: 'all' },
   },
 });
 const count = Number(values.callbacks);
@@ -44,7 +47,7 @@ await run(async () => {
     arrivals.set((JSON.parse(body.toString('utf8')) as { task: { id: string } }).task.id, performance.now());
     res.writeHead(200).end('ok');
   });
-  const lab = await startLab();
+  const lab = await startLab({ role: values.role === 'api' ? 'api' : 'all' });
   const task = (receiver: string) => ({ targetUrl: `${target.url}/submit`, waitForSignal: true, onCompleteUrl: `${receiver}/hook` });
 
   const callbackUrls: string[] = [];
@@ -89,6 +92,7 @@ await run(async () => {
   const figures = {
     callbacks: count,
     receiver: values.receiver,
+    role: values.role,
     callbackStatuses: statuses,
     callbacksMs,
     rssBeforeMb,

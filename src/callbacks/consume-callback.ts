@@ -7,7 +7,8 @@ import { createBatcher } from '../db/batcher.ts';
 import { foldJobWhere, jobsStatement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
-import { type NotifyJob, Queues } from '../jobs/queues.ts';
+import { Queues } from '../jobs/queues.ts';
+import type { CallbackNotifyJob } from '../delivery/prompt-delivery.ts';
 import { storableBody } from '../outbound/http.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
@@ -76,7 +77,7 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
 }
 
 /** The onComplete job of an accepted callback: it names the request, so only that one acts on it. */
-const notifyJobOf = (c: CallbackConsume): NotifyJob => ({ callbackHash: c.tokenHash, ref: c.ref, generation: 0, attempt: 1 });
+const notifyJobOf = (c: CallbackConsume): CallbackNotifyJob => ({ callbackHash: c.tokenHash, ref: c.ref, generation: 0, attempt: 1 });
 
 export interface ConsumedRow {
   outcome: 'accepted' | 'duplicate' | 'conflict' | 'late' | 'classify';
@@ -94,7 +95,8 @@ export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; 
     const jobs = await jobsStatement(
       deps.boss,
       Queues.notify,
-      callbacks.map((c) => ({ data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
+      // The job's id is the request's ref: prompt delivery can bring a job forward by it (spill).
+      callbacks.map((c) => ({ id: c.ref, data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
     );
     const [rows] = await transact(deps.sql, foldJobWhere(consumeCallbacks(callbacks), jobs, ACCEPTED_CALLBACK_JOBS));
     const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));

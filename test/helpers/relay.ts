@@ -3,7 +3,7 @@ import pino, { type Logger } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/context.ts';
-import { type RunningRelay, startRelay } from '../../src/main.ts';
+import { type RunningRelay, type StartOptions, startRelay } from '../../src/main.ts';
 import { createApiKey } from '../../src/projects/api-keys.ts';
 import { ensureProject } from '../../src/projects/projects.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -45,6 +45,8 @@ export interface TestRelayOptions {
   database?: TestDatabase;
   /** A logger to capture what the relay logs (default: silent unless TEST_LOG_LEVEL). */
   log?: Logger;
+  /** Bounds of the prompt first onComplete attempts (delivery/prompt-delivery.ts). */
+  promptDelivery?: StartOptions['promptDelivery'];
 }
 
 /** The real relay (HTTP server, pg-boss workers, PostgreSQL) in this process, on a fresh database. */
@@ -75,6 +77,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     worker: { pollSeconds: 0.5, concurrency: 2 },
     poolSize: 10,
     announce: () => {},
+    promptDelivery: options.promptDelivery,
   });
   const baseUrl = `http://127.0.0.1:${running.port}`;
   return {
