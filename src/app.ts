@@ -7,6 +7,7 @@ import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
 import { type AdmissionOptions, admitCreates } from './http/admission.ts';
 import { limitBody } from './http/body-limit.ts';
+import { limitLongPolls } from './http/long-polls.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { registerDocsRoute } from './http/routes/docs.ts';
@@ -32,6 +33,8 @@ export interface AppDeps {
   trustedProxies: string[];
   /** RELAY_CREATE_*: how task creations are admitted (http/admission.ts). */
   admission: AdmissionOptions;
+  /** RELAY_LONG_POLLS_PER_KEY: open `?wait=` requests of one API key (http/long-polls.ts); 0 = no cap. */
+  longPollsPerKey: number;
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
@@ -42,7 +45,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness, limits, trustedProxies, admission }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies, admission, longPollsPerKey }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -57,6 +60,7 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, admi
   app.on('POST', '/v1/tasks', requireJson());
   // After the cheap checks (headers, cached key, limits); it reads the body, then waits for a slot.
   app.on('POST', '/v1/tasks', admitCreates(admission));
+  app.on('GET', '/v1/tasks/:id', limitLongPolls(longPollsPerKey));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
   const guard = callbackLimits({
     limits,

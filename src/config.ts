@@ -35,7 +35,7 @@ export interface Config {
   headersTimeoutSeconds: number;
   /** RELAY_REQUEST_TIMEOUT_SECONDS: a whole request (headers and body) must arrive within this, 1–3600, default 30, at least headersTimeoutSeconds. */
   requestTimeoutSeconds: number;
-  /** RELAY_LONG_POLLS_PER_KEY: concurrent `GET /v1/tasks/:id?wait=` of one API key per process, 0–100000, default 100; past it 429. */
+  /** RELAY_LONG_POLLS_PER_KEY: concurrent `GET /v1/tasks/:id?wait=` of one API key per process, 0–100000 (0 = no cap), default 100; past it 429. */
   longPollsPerKey: number;
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';

@@ -6,6 +6,7 @@ import type { Db } from './db/client.ts';
 import type { Wake } from './db/pipeline.ts';
 import type { ConsumedRow } from './callbacks/consume-callback.ts';
 import type { PromptDelivery } from './delivery/prompt-delivery.ts';
+import type { ChangeFeed } from './tasks/change-feed.ts';
 import type { CallbackConsume, DeliveryRecord } from './db/task-sql.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
@@ -27,6 +28,11 @@ export interface Relay {
   /** Base of minted callback URLs, without a trailing slash. */
   publicUrl: string;
   timings: Timings;
+  /**
+   * Task changes across processes (tasks/change-feed.ts): whatever commits a status change
+   * publishes the task's id after its commit; long-polls watch.
+   */
+  changes: ChangeFeed;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
   /** Writes a new task with its dispatch job (tasks created at the same moment share one statement). */

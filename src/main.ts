@@ -20,6 +20,7 @@ import { bootstrapDefaultProject } from './projects/bootstrap.ts';
 import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
 import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
+import { createChangeFeed, taskStatuses } from './tasks/change-feed.ts';
 import { createTaskWriter } from './tasks/insert-tasks.ts';
 
 export interface StartOptions {
@@ -95,7 +96,18 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);
     if (boot.createdSecret) announce(`asyncrelay: webhook signing secret of the default project (shown once): ${boot.createdSecret}`);
 
+    // Only processes that serve long-polls listen; workers publish their changes all the same.
+    const changes = createChangeFeed({
+      sql: database.sql,
+      listenUrl: config.role === 'worker' ? undefined : databaseUrl,
+      versions: taskStatuses(database.sql),
+      onError: (err, what) => log.warn({ err }, what),
+    });
+    await changes.start();
+    cleanups.unshift(() => changes.close());
+
     const base = {
+      changes,
       db: database.db,
       sql: database.sql,
       boss,
@@ -111,7 +123,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
     const batched = {
       ...base,
       writeTask: createTaskWriter(base),
-      claimTask: createDispatchClaimer(base.sql),
+      claimTask: createDispatchClaimer(base),
       recordOutcome: createOutcomeRecorder(base),
       recordDelivery: createDeliveryRecorder(base.sql),
       consumeCallback: createCallbackConsumer(base),
@@ -129,6 +141,7 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
         limits: config.rateLimits,
         trustedProxies: config.trustedProxies,
         admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
+        longPollsPerKey: config.longPollsPerKey,
         readiness: { check: async () => !bossStopped && (await database.sql`select 1`).length === 1 },
       });
       server = await new Promise<ServerType>((resolve, reject) => {
@@ -137,6 +150,8 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       });
       port = (server.address() as AddressInfo).port;
       cleanups.unshift(() => closeServer(server!));
+      // Before the server closes: waiting long-polls answer at once instead of holding the drain.
+      cleanups.unshift(() => changes.close());
       log.info({ port, role: config.role, publicUrl: config.publicUrl, embedded: Boolean(embedded) }, 'asyncrelay listening');
     } else {
       log.info({ role: config.role }, 'asyncrelay worker running');

@@ -10,6 +10,7 @@ import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '
 import { Queues } from '../jobs/queues.ts';
 import type { CallbackNotifyJob } from '../delivery/prompt-delivery.ts';
 import { storableBody } from '../outbound/http.ts';
+import type { ChangeFeed } from '../tasks/change-feed.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
@@ -90,7 +91,7 @@ export interface ConsumedRow {
  * The job is delayed: the first attempt is made at once by `deliverPromptly`; the job only backs
  * it up should this process die first.
  */
-export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings }) {
+export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings; changes: Pick<ChangeFeed, 'publish'> }) {
   const write = async (callbacks: CallbackConsume[]): Promise<Array<ConsumedRow | undefined>> => {
     const jobs = await jobsStatement(
       deps.boss,
@@ -99,6 +100,7 @@ export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; 
       callbacks.map((c) => ({ id: c.ref, data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
     );
     const [rows] = await transact(deps.sql, foldJobWhere(consumeCallbacks(callbacks), jobs, ACCEPTED_CALLBACK_JOBS));
+    deps.changes.publish(rows.filter((row) => row.outcome === 'accepted').map((row) => row.id as string));
     const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));
     return callbacks.map((c) => {
       const row = byToken.get(c.tokenHash);
