@@ -5,7 +5,9 @@
  * latencies are measured first without the long-polls, then with them; so is the database's
  * transaction rate (pg_stat_database), the load the long-polls put on everyone.
  *
- *   node scripts/fairness/long-polls.ts [--waits 2000] [--tasks 20] [--seconds 15]
+ * `--per-key N` sets RELAY_LONG_POLLS_PER_KEY (0: no cap, every long-poll waits).
+ *
+ *   node scripts/fairness/long-polls.ts [--waits 2000] [--tasks 20] [--seconds 15] [--per-key N]
  */
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
@@ -13,7 +15,12 @@ import { Agent, request } from 'undici';
 import { type Lab, log, percentiles, run, startLab, startServer } from './harness.ts';
 
 const { values } = parseArgs({
-  options: { waits: { type: 'string', default: '2000' }, tasks: { type: 'string', default: '20' }, seconds: { type: 'string', default: '15' } },
+  options: {
+    waits: { type: 'string', default: '2000' },
+    tasks: { type: 'string', default: '20' },
+    seconds: { type: 'string', default: '15' },
+    'per-key': { type: 'string' },
+  },
 });
 const waits = Number(values.waits);
 const seconds = Number(values.seconds);
@@ -47,7 +54,7 @@ async function measureB(lab: Lab, sql: postgres.Sql, targetUrl: string) {
 
 await run(async () => {
   const target = await startServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
-  const lab = await startLab();
+  const lab = await startLab({ env: values['per-key'] === undefined ? {} : { RELAY_LONG_POLLS_PER_KEY: values['per-key'] } });
   const sql = postgres(lab.databaseUrl, { max: 1, onnotice: () => {} });
   const targetUrl = `${target.url}/submit`;
   const ids: string[] = [];
@@ -92,5 +99,5 @@ await run(async () => {
   await pollAgent.destroy();
   await Promise.all(loops);
   await sql.end();
-  return { waits, tasks: ids.length, seconds, baseline, withLongPolls: { ...loaded, openLongPolls: openDuring, answers } };
+  return { waits, perKey: values['per-key'] ?? 'default', tasks: ids.length, seconds, baseline, withLongPolls: { ...loaded, openLongPolls: openDuring, answers } };
 });

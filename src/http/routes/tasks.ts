@@ -59,7 +59,7 @@ const getTaskRoute = createRoute({
   responses: {
     200: json(TaskEnvelope, 'The task'),
     ...problems,
-    429: { description: 'Too many long-polls of this API key open at once (RELAY_LONG_POLLS_PER_KEY); retry after Retry-After', content: { 'application/problem+json': { schema: Problem } } },
+    429: { description: 'Too many long-polls of this API key open at once (RELAY_LONG_POLLS_PER_KEY); Retry-After is the wait asked for', content: { 'application/problem+json': { schema: Problem } } },
   },
 });
 
