@@ -27,7 +27,7 @@ export interface Config {
   rateLimits: RateLimitConfig;
   /** RELAY_CREATE_CONCURRENCY: task creations handled at once per process, 1–1000, default 12 (the rest queue; see http/admission.ts). */
   createConcurrency: number;
-  /** RELAY_CREATE_CONCURRENCY_PER_KEY: of those, at most this many for one API key; default three quarters of createConcurrency (9 of 12), never more than it. */
+  /** RELAY_CREATE_CONCURRENCY_PER_KEY: of those, at most this many for one API key; default one less than createConcurrency (11 of 12; 1 when that is 1), never more than it. */
   createConcurrencyPerKey: number;
   /** RELAY_CREATE_QUEUE_PER_KEY: creations of one API key waiting for a slot, 0–10000, default 256; past it 429. */
   createQueuePerKey: number;
@@ -186,7 +186,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
     },
     createConcurrency,
-    createConcurrencyPerKey: Math.min(createConcurrency, e.RELAY_CREATE_CONCURRENCY_PER_KEY ?? Math.ceil((createConcurrency * 3) / 4)),
+    // One slot short of all by default: another key always finds one free, and a lone key loses
+    // little (the round-robin hand-over does the rest of the sharing).
+    createConcurrencyPerKey: Math.min(createConcurrency, e.RELAY_CREATE_CONCURRENCY_PER_KEY ?? Math.max(1, createConcurrency - 1)),
     createQueuePerKey: e.RELAY_CREATE_QUEUE_PER_KEY ?? 256,
     headersTimeoutSeconds: e.RELAY_HEADERS_TIMEOUT_SECONDS ?? 10,
     requestTimeoutSeconds: e.RELAY_REQUEST_TIMEOUT_SECONDS ?? 30,

@@ -87,15 +87,17 @@ function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: ForD
  * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
  * older round after a redelivery, cannot double-count or schedule a second chain.
  */
-export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDelivery): Promise<void> {
+export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDelivery, onAnswered?: () => void): Promise<void> {
   // `known`: the caller has just written the task (prompt delivery) and needs no second read.
   let found = known ?? (await readForDelivery(relay, job));
   known = undefined;
   const started = found && startAttempt(relay, job, found);
   found = undefined;
-  if (!started) return;
+  if (!started) return onAnswered?.();
   const { taskId, url } = started;
   const answer = await started.answer;
+  // The receiver is done with us; what is left is our own (batched) write.
+  onAnswered?.();
   const statusCode = answer.ok ? answer.response.statusCode : undefined;
   const delivered = statusCode !== undefined && statusCode >= 200 && statusCode < 300;
   // A destination the SSRF guard refuses stays refused: retrying would only repeat the refusal.

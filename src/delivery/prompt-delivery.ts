@@ -82,13 +82,13 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
     });
   };
 
-  const attempt = async (pending: Pending): Promise<void> => {
-    if (!pending.task) return deliverWebhook(relay as Relay, pending.job);
+  const attempt = async (pending: Pending, answered: () => void): Promise<void> => {
+    if (!pending.task) return deliverWebhook(relay as Relay, pending.job, undefined, answered);
     const secretSealed = await secretOf(pending.task.projectId);
     const known = { task: pending.task, secretSealed };
     pending.task = undefined;
     // Returned, not awaited: this frame (and the row in it) ends here, not when the receiver answers.
-    return deliverWebhook(relay as Relay, pending.job, known);
+    return deliverWebhook(relay as Relay, pending.job, known, answered);
   };
 
   const slots = createFairScheduler<Pending>({
@@ -100,9 +100,17 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
         slots.done(projectId);
         return;
       }
-      attempt(pending)
+      // A slot is an attempt waiting for its receiver: it frees as soon as the answer is in, not
+      // after the (batched) write that records it.
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        slots.done(projectId);
+      };
+      attempt(pending, release)
         .catch((err: unknown) => relay.log.warn({ err }, 'prompt delivery failed; its queued job will retry'))
-        .finally(() => slots.done(projectId));
+        .finally(release);
     },
   });
 

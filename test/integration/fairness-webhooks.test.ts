@@ -93,7 +93,9 @@ test("140 callbacks for a receiver that hangs (more than a process's 128 prompt 
     assert.equal(await postCallback(theirs.callbackUrl, '{"output":"b"}'), 200);
     const [delivery] = await otherReceiver.waitForDeliveries(theirs.id, 1, 10_000);
     assert.ok(delivery.request.at - sentAt < 1000, `the other project's webhook took ${delivery.request.at - sentAt} ms`);
-    // The project held its own 32 slots; the rest wait as references to their jobs.
+    // The project held its own 32 slots (the other project's frees once its answer is in); the
+    // rest wait as references to their jobs.
+    await until(async () => defaults.running.relay.deliverPromptly.stats().inFlight === 32, 'the other project\'s slot to free');
     assert.deepEqual(defaults.running.relay.deliverPromptly.stats(), { inFlight: 32, queued: 108, spilled: 0 });
   } finally {
     hanging.release();

@@ -29,7 +29,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     trustedProxies: [],
     rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000 },
     createConcurrency: 12,
-    createConcurrencyPerKey: 9,
+    createConcurrencyPerKey: 11,
     createQueuePerKey: 256,
     headersTimeoutSeconds: 10,
     requestTimeoutSeconds: 30,
@@ -51,9 +51,9 @@ test('RELAY_CREATE_CONCURRENCY is an integer from 1 to 1000', () => {
   for (const bad of ['0', '1001', '2.5', 'x']) assert.throws(() => loadConfig({ RELAY_CREATE_CONCURRENCY: bad }), /RELAY_CREATE_CONCURRENCY/);
 });
 
-test('the per-key create limits: three quarters of the slots by default, never more than all of them; 0 waiting allowed', () => {
-  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '3' }).createConcurrencyPerKey, 3);
-  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '40' }).createConcurrencyPerKey, 30);
+test('the per-key create limits: all slots but one by default, never more than all of them; 0 waiting allowed', () => {
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '1' }).createConcurrencyPerKey, 1);
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '40' }).createConcurrencyPerKey, 39);
   assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '4', RELAY_CREATE_CONCURRENCY_PER_KEY: '9' }).createConcurrencyPerKey, 4);
   assert.equal(loadConfig({ RELAY_CREATE_QUEUE_PER_KEY: '0' }).createQueuePerKey, 0);
   for (const bad of ['0', '1001', 'x']) assert.throws(() => loadConfig({ RELAY_CREATE_CONCURRENCY_PER_KEY: bad }), /RELAY_CREATE_CONCURRENCY_PER_KEY/);
