@@ -48,6 +48,8 @@ export interface ChangeFeed {
   readonly listening: boolean;
   /** Watchers registered now. */
   readonly watching: number;
+  /** Closed: every watch is answered at once. */
+  readonly closed: boolean;
   /** Starts listening (resolves once the first LISTEN succeeded or failed; retries go on). */
   start(): Promise<void>;
   /** Stops; every watcher is called, so long-polls answer at once. */
@@ -223,6 +225,9 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     },
     get watching() {
       return watching;
+    },
+    get closed() {
+      return closed;
     },
     async start() {
       if (!options.listenUrl) return;

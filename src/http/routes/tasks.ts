@@ -9,7 +9,7 @@ import { listEvents } from '../../tasks/events.ts';
 import { isTerminal } from '../../tasks/finish-task.ts';
 import { getTask } from '../../tasks/get-task.ts';
 import { listTasks } from '../../tasks/list-tasks.ts';
-import { waitForStatusChange } from '../../tasks/wait-for-change.ts';
+import { waitForTask } from '../../tasks/wait-for-change.ts';
 import { openRequest } from '../../tasks/sealed-request.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
@@ -147,8 +147,8 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
     if (!wait || isTerminal(before.status) || (seenStatus !== undefined && before.status !== seenStatus)) {
       return c.json({ task: toTaskView(before, relay.keyring) }, 200);
     }
-    await waitForStatusChange(relay.changes, id, before.status, wait * 1000, c.req.raw.signal);
-    return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
+    const after = await waitForTask(relay, projectId, id, before.status, wait * 1000, c.req.raw.signal);
+    return c.json({ task: toTaskView(after, relay.keyring) }, 200);
   });
 
   app.openapi(listTasksRoute, async (c) => {
