@@ -129,6 +129,8 @@ export async function startRelay(config: Config, options: StartOptions = {}): Pr
       consumeCallback: createCallbackConsumer(base),
     };
     const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched, { ...DEFAULT_PROMPT_LIMITS, ...options.promptDelivery }) };
+    // After the server has stopped taking callbacks, before pg-boss and the pool stop.
+    cleanups.unshift(() => relay.deliverPromptly.stop());
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;

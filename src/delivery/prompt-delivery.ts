@@ -37,6 +37,12 @@ export interface PromptDelivery {
   (job: CallbackNotifyJob, task: TaskRow): void;
   /** What this process holds now, and how many attempts it handed to their durable job since it started. */
   stats(): { inFlight: number; queued: number; spilled: number };
+  /**
+   * On shutdown, before the database pool closes: no new attempt starts (those not made are left to
+   * their durable job), and the attempts under way finish, recording included (each within the
+   * delivery timeout). Their writes would otherwise race the closing pool.
+   */
+  stop(): Promise<void>;
 }
 
 /**
@@ -64,7 +70,9 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
   // A queued attempt older than this could still be running when its durable job comes due.
   const maxWaitMs = relay.timings.promptFallbackSeconds * 1000 - relay.timings.deliveryTimeoutMs - 1000;
   const secrets = new Map<string, { sealed: string; at: number }>();
+  const running = new Set<Promise<void>>();
   let spilled = 0;
+  let stopping = false;
 
   const secretOf = async (projectId: string): Promise<string> => {
     const hit = secrets.get(projectId);
@@ -95,6 +103,7 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
     max: limits.inFlight,
     maxPerKey: limits.inFlightPerProject,
     start: (projectId, pending) => {
+      if (stopping) return slots.done(projectId);
       if (!pending.task && Date.now() - pending.since > maxWaitMs) {
         spill(pending.job);
         slots.done(projectId);
@@ -108,17 +117,28 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
         released = true;
         slots.done(projectId);
       };
-      attempt(pending, release)
+      const run = attempt(pending, release)
         .catch((err: unknown) => relay.log.warn({ err }, 'prompt delivery failed; its queued job will retry'))
-        .finally(release);
+        .finally(() => {
+          release();
+          running.delete(run);
+        });
+      running.add(run);
     },
   });
 
   const deliver = (job: CallbackNotifyJob, task: TaskRow): void => {
+    if (stopping) return; // its durable job delivers
     const projectId = task.projectId;
     if (slots.canStart(projectId)) return slots.offer(projectId, { job, task, since: Date.now() });
     if (maxWaitMs <= 0 || slots.waitingOf(projectId) >= limits.queuedPerProject || slots.waiting >= limits.queued) return spill(job);
     slots.offer(projectId, { job, since: Date.now() });
   };
-  return Object.assign(deliver, { stats: () => ({ inFlight: slots.running, queued: slots.waiting, spilled }) });
+  return Object.assign(deliver, {
+    stats: () => ({ inFlight: slots.running, queued: slots.waiting, spilled }),
+    async stop() {
+      stopping = true;
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+  });
 }

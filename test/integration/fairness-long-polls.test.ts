@@ -14,7 +14,7 @@ import { addTenant, apiRequest, startTestRelay, type TestRelay, type TestTenant,
 
 let database: TestDatabase;
 let relay: TestRelay;
-/** A second relay process on the same database (same keys). */
+/** A second relay process on the same database (same keys), API only, with a cap of 3 long-polls per key. */
 let second: TestRelay;
 let other: TestTenant;
 let target: HttpFake;
@@ -23,7 +23,10 @@ let sql: postgres.Sql;
 before(async () => {
   database = await createTestDatabase('long_polls');
   relay = await startTestRelay({ database, env: { RELAY_LONG_POLLS_PER_KEY: '1000' } });
-  second = await startTestRelay({ database, env: { RELAY_ENCRYPTION_KEY: relay.encryptionKey, RELAY_WEBHOOK_SECRET: relay.webhookSecret, RELAY_API_KEYS: relay.apiKey } });
+  second = await startTestRelay({
+    database,
+    env: { RELAY_ENCRYPTION_KEY: relay.encryptionKey, RELAY_WEBHOOK_SECRET: relay.webhookSecret, RELAY_API_KEYS: relay.apiKey, RELAY_ROLE: 'api', RELAY_LONG_POLLS_PER_KEY: '3' },
+  });
   other = await addTenant(relay, 'tenant-b');
   target = await HttpFake.start();
   sql = postgres(database.url, { max: 1, onnotice: () => {} });
@@ -50,6 +53,9 @@ async function until(check: () => boolean, what: string, timeoutMs = 10_000): Pr
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Requests to the second relay: the relays share one database, so the first relay's key is everyone's. */
+const onSecond = (method: string, path: string, body?: unknown, key = relay.apiKey) => apiRequest(second.baseUrl, method, path, body, { 'x-api-key': key });
 
 const transactions = async () => Number((await sql`select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()`)[0].n);
 
@@ -109,49 +115,32 @@ test('a long-poll answers within ~100 ms of a change made by another relay proce
   }
 });
 
-test('a change made by a worker-only process (which publishes but does not listen) reaches a long-poll on an api-only process', async () => {
-  const shared = { database, env: { RELAY_ENCRYPTION_KEY: relay.encryptionKey, RELAY_WEBHOOK_SECRET: relay.webhookSecret, RELAY_API_KEYS: relay.apiKey } };
-  const api = await startTestRelay({ ...shared, env: { ...shared.env, RELAY_ROLE: 'api' } });
-  try {
-    // Delayed: the long-poll is in before any worker can dispatch it.
-    // The relays share one database, so the first relay's key is everyone's.
-    const call = (method: string, path: string, body?: unknown) => apiRequest(api.baseUrl, method, path, body, { 'x-api-key': relay.apiKey });
-    const created = await call('POST', '/v1/tasks', { targetUrl: `${target.url}/submit`, waitForSignal: true, delayUntil: new Date(Date.now() + 3000).toISOString() });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const polled = call('GET', `/v1/tasks/${created.body.task.id}?wait=15&seenStatus=delayed`);
-    await until(() => api.running.relay.changes.watching === 1, 'the long-poll to wait');
-    const answer = await polled;
-    // relay and second run workers; one of them claimed it (delayed → processing) or went further.
-    assert.notEqual(answer.body.task.status, 'delayed');
-    const events = await sql`select at from task_events where task_id = ${created.body.task.id} and type = 'status.changed' order by id limit 1`;
-    const lagMs = Date.now() - new Date(events[0].at).getTime();
-    assert.ok(lagMs < 1000, `answered ${lagMs} ms after the claim`);
-  } finally {
-    await api.stop();
-  }
+test("a claim made by another process's worker reaches a long-poll on an api-only process", async () => {
+  // Delayed: the long-poll is in before a worker (only the first relay runs them) can dispatch it.
+  const created = await onSecond('POST', '/v1/tasks', { targetUrl: `${target.url}/submit`, waitForSignal: true, delayUntil: new Date(Date.now() + 3000).toISOString() });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const polled = onSecond('GET', `/v1/tasks/${created.body.task.id}?wait=15&seenStatus=delayed`);
+  await until(() => second.running.relay.changes.watching === 1, 'the long-poll to wait');
+  const answer = await polled;
+  assert.notEqual(answer.body.task.status, 'delayed');
+  const events = await sql`select at from task_events where task_id = ${created.body.task.id} and type = 'status.changed' order by id limit 1`;
+  const lagMs = Date.now() - new Date(events[0].at).getTime();
+  assert.ok(lagMs < 1000, `answered ${lagMs} ms after the claim`);
 });
 
 test('past RELAY_LONG_POLLS_PER_KEY a long-poll is refused with 429 at once; other keys, plain reads and later long-polls are not', async () => {
-  const capped = await startTestRelay({ env: { RELAY_LONG_POLLS_PER_KEY: '3' } });
-  const cappedOther = await addTenant(capped, 'tenant-c');
-  try {
-    const created = await capped.api('POST', '/v1/tasks', { targetUrl: `${target.url}/submit`, waitForSignal: true });
-    const id = created.body.task.id as string;
-    await waitForStatus(capped, id, 'waiting');
-    const open = [1, 2, 3].map(() => capped.api('GET', `/v1/tasks/${id}?wait=5&seenStatus=waiting`));
-    await until(() => capped.running.relay.changes.watching === 3, 'three long-polls to wait');
-    const started = Date.now();
-    const refused = await capped.api('GET', `/v1/tasks/${id}?wait=5&seenStatus=waiting`);
-    assert.equal(refused.status, 429);
-    assert.ok(Date.now() - started < 1000, 'refused at once');
-    assert.equal(refused.headers.get('retry-after'), '5', 'come back after the wait asked for: no more requests than long-polling');
-    assert.equal(refused.body.code, 'rate_limited');
-    assert.equal((await capped.api('GET', `/v1/tasks/${id}`)).status, 200, 'a read without wait is not a long-poll');
-    assert.equal((await cappedOther.api('GET', `/v1/tasks/${id}?wait=1`)).status, 404, "another key is counted on its own (and sees no foreign task)");
-    await capped.api('POST', `/v1/signals/${created.body.signalToken}`, { status: 'completed' });
-    for (const answer of await Promise.all(open)) assert.equal(answer.body.task.status, 'completed');
-    assert.equal((await capped.api('GET', `/v1/tasks/${id}?wait=5`)).status, 200, 'the slots are free again');
-  } finally {
-    await capped.stop();
-  }
+  const { id, token } = await waitingTask();
+  const open = [1, 2, 3].map(() => onSecond('GET', `/v1/tasks/${id}?wait=5&seenStatus=waiting`));
+  await until(() => second.running.relay.changes.watching === 3, 'three long-polls to wait');
+  const started = Date.now();
+  const refused = await onSecond('GET', `/v1/tasks/${id}?wait=5&seenStatus=waiting`);
+  assert.equal(refused.status, 429);
+  assert.ok(Date.now() - started < 1000, 'refused at once');
+  assert.equal(refused.headers.get('retry-after'), '5', 'come back after the wait asked for: no more requests than long-polling');
+  assert.equal(refused.body.code, 'rate_limited');
+  assert.equal((await onSecond('GET', `/v1/tasks/${id}`)).status, 200, 'a read without wait is not a long-poll');
+  assert.equal((await onSecond('GET', `/v1/tasks/${id}?wait=1`, undefined, other.apiKey)).status, 404, 'another key is counted on its own (and sees no foreign task)');
+  await onSecond('POST', `/v1/signals/${token}`, { status: 'completed' });
+  for (const answer of await Promise.all(open)) assert.equal(answer.body.task.status, 'completed');
+  assert.equal((await onSecond('GET', `/v1/tasks/${id}?wait=5`)).status, 200, 'the slots are free again');
 });

@@ -16,21 +16,20 @@ const LIMITS = { inFlightPerProject: 4, queuedPerProject: 8 };
 const CALLBACKS = 30;
 const CALLBACK_BYTES = 512 * 1024;
 
-let relay: TestRelay;
+/*
+ * Each test starts its own relay (one at a time: the PostgreSQL server is shared). Attempts hang
+ * for as long as the receiver holds them, and the durable jobs behind prompt attempts are due only
+ * after the test: any early delivery is one the relay brought forward.
+ */
+const HANGING = { deliveryTimeoutMs: 30_000, promptFallbackSeconds: 120 };
+
 let target: HttpFake;
-let sql: postgres.Sql;
 
 before(async () => {
-  // Attempts hang for as long as the receiver holds them, and the durable jobs behind prompt
-  // attempts are due only after the test: any early delivery is one the relay brought forward.
-  relay = await startTestRelay({ timings: { deliveryTimeoutMs: 30_000, promptFallbackSeconds: 120 }, promptDelivery: LIMITS });
   target = await HttpFake.start();
-  sql = postgres(relay.database.url, { max: 1, onnotice: () => {} });
 });
 
 after(async () => {
-  await sql.end();
-  await relay.stop();
   await target.close();
 });
 
@@ -77,7 +76,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15
 const postCallback = async (url: string, body: string) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).status;
 
 test("140 callbacks for a receiver that hangs (more than a process's 128 prompt slots) do not delay another project's webhook", async () => {
-  const defaults = await startTestRelay({ timings: { deliveryTimeoutMs: 30_000, promptFallbackSeconds: 120 } });
+  const defaults = await startTestRelay({ timings: HANGING });
   const hanging = await holdingReceiver();
   const other = await addTenant(defaults, 'tenant-b');
   const otherReceiver = await Receiver.start(other.webhookSecret);
@@ -98,14 +97,17 @@ test("140 callbacks for a receiver that hangs (more than a process's 128 prompt 
     await until(async () => defaults.running.relay.deliverPromptly.stats().inFlight === 32, 'the other project\'s slot to free');
     assert.deepEqual(defaults.running.relay.deliverPromptly.stats(), { inFlight: 32, queued: 108, spilled: 0 });
   } finally {
+    // The receiver answers again, then the relay stops (letting its attempts under way finish).
     hanging.release();
+    await defaults.stop();
     await hanging.fake.close();
     await otherReceiver.close();
-    await defaults.stop();
   }
 });
 
 test("a project whose receiver hangs holds its own slots only: the queue stays bounded, the rest goes to due-now jobs, another project's webhook arrives at once, and each task is delivered once", async () => {
+  const relay = await startTestRelay({ timings: HANGING, promptDelivery: LIMITS });
+  const sql = postgres(relay.database.url, { max: 1, onnotice: () => {} });
   const hanging = await holdingReceiver();
   const other = await addTenant(relay, 'tenant-b');
   const otherReceiver = await Receiver.start(other.webhookSecret);
@@ -148,6 +150,8 @@ test("a project whose receiver hangs holds its own slots only: the queue stays b
     assert.deepEqual(relay.running.relay.deliverPromptly.stats(), { inFlight: 0, queued: 0, spilled: CALLBACKS - 12 });
   } finally {
     hanging.release();
+    await sql.end();
+    await relay.stop();
     await hanging.fake.close();
     await otherReceiver.close();
   }
@@ -166,7 +170,7 @@ test('an attempt that waited so long it could overlap its durable job is not mad
     assert.deepEqual(quick.running.relay.deliverPromptly.stats(), { inFlight: 0, queued: 0, spilled: 2 });
   } finally {
     hanging.release();
-    await hanging.fake.close();
     await quick.stop();
+    await hanging.fake.close();
   }
 });
