@@ -15,8 +15,8 @@ export interface Relay {
   origin: string;
   /** highest resident set size seen so far, in MB (the relay and any process it started) */
   rssMaxMb: () => number;
-  /** resident set size now, in MB */
-  rssMb: () => number;
+  /** resident set size now, in MB (the relay and any process it started) */
+  rssNowMb: () => number;
   /** SIGTERM, wait for exit; resolves with the exit code or signal */
   stop: () => Promise<number | string | null>;
   /** the relay's last output lines, for diagnosing a failed run */
@@ -24,7 +24,7 @@ export interface Relay {
 }
 
 /** VmRSS of a process and its descendants, in kB (0 once it is gone). */
-function treeRssKb(pid: number): number {
+export function treeRssKb(pid: number): number {
   let total = 0;
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -60,7 +60,8 @@ export function assertRelayPresent(root: string): void {
 /** `api` serves HTTP only (creates write the task and its pg-boss job, nothing runs them); `all` is HTTP and workers. */
 export type RelayRole = 'api' | 'all';
 
-export async function startRelay(root: string, databaseUrl: string, keys: RelayKeys, role: RelayRole): Promise<Relay> {
+/** `env` is added last: scripts/fairness sets its own RELAY_* variables (an encryption key it knows, limits). */
+export async function startRelay(root: string, databaseUrl: string, keys: RelayKeys, role: RelayRole, env: Record<string, string> = {}): Promise<Relay> {
   assertRelayPresent(root);
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
@@ -86,6 +87,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
       RELAY_API_RATE_LIMIT: '1000000000',
       // `all` is the relay's default: leave RELAY_ROLE unset, as a plain `npm start` does.
       ...(role === 'api' ? { RELAY_ROLE: 'api' } : {}),
+      ...env,
     },
   });
   const { tail } = track(child, `relay ${role}`);
@@ -130,7 +132,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
   return {
     origin,
     rssMaxMb: () => Math.round((Math.max(maxKb, treeRssKb(pid)) / 1024) * 10) / 10,
-    rssMb: () => Math.round((treeRssKb(pid) / 1024) * 10) / 10,
+    rssNowMb: () => Math.round((treeRssKb(pid) / 1024) * 10) / 10,
     stop: stopRelay,
     tail,
   };

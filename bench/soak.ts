@@ -64,7 +64,7 @@ async function main(): Promise<Record<string, unknown>> {
   const endAt = started + minutes * 60_000;
   const samples: Array<{ minute: number; rssMb: number; created: number }> = [];
   const sampler = setInterval(() => {
-    samples.push({ minute: Math.round(((Date.now() - started) / 60_000) * 100) / 100, rssMb: relay.rssMb(), created });
+    samples.push({ minute: Math.round(((Date.now() - started) / 60_000) * 100) / 100, rssMb: relay.rssNowMb(), created });
     const last = samples.at(-1)!;
     if (samples.length % 6 === 0) log(`t=${last.minute} min: RSS ${last.rssMb} MB, ${created} created, ${failed} failed`);
   }, 10_000);

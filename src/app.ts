@@ -5,8 +5,9 @@ import type { ZodError } from 'zod';
 import type { Relay } from './context.ts';
 import { AppError } from './errors.ts';
 import { type AuthEnv, requireApiKey } from './http/auth.ts';
-import { admitCreates } from './http/admission.ts';
+import { type AdmissionOptions, admitCreates } from './http/admission.ts';
 import { limitBody } from './http/body-limit.ts';
+import { limitLongPolls } from './http/long-polls.ts';
 import { problem } from './http/problem.ts';
 import { registerCallbackRoutes } from './http/routes/callbacks.ts';
 import { registerDocsRoute } from './http/routes/docs.ts';
@@ -37,8 +38,10 @@ export interface AppDeps {
   limits: RateLimitConfig;
   /** RELAY_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client. */
   trustedProxies: string[];
-  /** RELAY_CREATE_CONCURRENCY: task creations handled at once (http/admission.ts). */
-  createConcurrency: number;
+  /** RELAY_CREATE_*: how task creations are admitted (http/admission.ts). */
+  admission: AdmissionOptions;
+  /** RELAY_LONG_POLLS_PER_KEY: open `?wait=` requests of one API key (http/long-polls.ts); 0 = no cap. */
+  longPollsPerKey: number;
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */
@@ -49,7 +52,7 @@ function describeIssues(error: ZodError): string {
 }
 
 /** The HTTP app. It never listens: main.ts serves it, tests call `app.request()` or serve it themselves. */
-export function createApp({ relay, keys, readiness, limits, trustedProxies, createConcurrency, draining, requestBudgetMs = 9_000 }: AppDeps) {
+export function createApp({ relay, keys, readiness, limits, trustedProxies, admission, longPollsPerKey, draining, requestBudgetMs = 9_000 }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return problem(c, 400, 'invalid_request', describeIssues(result.error as ZodError));
@@ -79,8 +82,9 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, crea
   app.use('/v1/tasks/*', requireApiKey(keys, failures), apiKeyLimit(limits));
   // After the key: a client without one learns nothing but 401 (and its requests are not counted).
   app.on('POST', '/v1/tasks', requireJson());
-  // After the cheap checks (headers, cached key, limits): only admitted creates read their body.
-  app.on('POST', '/v1/tasks', admitCreates(createConcurrency));
+  // After the cheap checks (headers, cached key, limits); it reads the body, then waits for a slot.
+  app.on('POST', '/v1/tasks', admitCreates(admission));
+  app.on('GET', '/v1/tasks/:id', limitLongPolls(longPollsPerKey));
   // Before the callback routes' own body limit, so that its 413 is counted as a rejection.
   const guard = callbackLimits({
     limits,

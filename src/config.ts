@@ -27,6 +27,16 @@ export interface Config {
   rateLimits: RateLimitConfig;
   /** RELAY_CREATE_CONCURRENCY: task creations handled at once per process, 1–1000, default 12 (the rest queue; see http/admission.ts). */
   createConcurrency: number;
+  /** RELAY_CREATE_CONCURRENCY_PER_KEY: of those, at most this many for one API key; default one less than createConcurrency (11 of 12; 1 when that is 1), never more than it. */
+  createConcurrencyPerKey: number;
+  /** RELAY_CREATE_QUEUE_PER_KEY: creations of one API key waiting for a slot, 0–10000, default 256; past it 429. */
+  createQueuePerKey: number;
+  /** RELAY_HEADERS_TIMEOUT_SECONDS: a request's headers must arrive within this, 1–600, default 10; else 408 and the connection is closed. */
+  headersTimeoutSeconds: number;
+  /** RELAY_REQUEST_TIMEOUT_SECONDS: a whole request (headers and body) must arrive within this, 1–3600, default 30, at least headersTimeoutSeconds. */
+  requestTimeoutSeconds: number;
+  /** RELAY_LONG_POLLS_PER_KEY: concurrent `GET /v1/tasks/:id?wait=` of one API key per process, 0–100000 (0 = no cap), default 100; past it 429. */
+  longPollsPerKey: number;
   /** RELAY_ROLE: which half of the relay this process runs; default all. */
   role: 'api' | 'worker' | 'all';
   /** RELAY_FAL_JWKS_URL: where fal publishes its webhook verification keys (Ed25519 JWKS). */
@@ -79,6 +89,10 @@ const count = (max: number) =>
   z.string().regex(/^\d+$/, `must be an integer from 0 to ${max}`).transform(Number)
     .refine((n) => n <= max, `must be an integer from 0 to ${max}`).optional();
 
+const positive = (max: number) =>
+  z.string().regex(/^\d+$/, `must be an integer from 1 to ${max}`).transform(Number)
+    .refine((n) => n >= 1 && n <= max, `must be an integer from 1 to ${max}`).optional();
+
 // Messages never echo secret values (keys, URLs with passwords): they land in boot logs.
 const Env = z.object({
   DATABASE_URL: z.string().refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), 'must be a postgres:// or postgresql:// URL').optional(),
@@ -124,6 +138,11 @@ const Env = z.object({
   RELAY_API_RATE_LIMIT: count(1_000_000_000),
   RELAY_AUTH_FAILURE_LIMIT: count(1_000_000_000),
   RELAY_CREATE_CONCURRENCY: count(1000).refine((n) => n !== 0, 'must be an integer from 1 to 1000'),
+  RELAY_CREATE_CONCURRENCY_PER_KEY: positive(1000),
+  RELAY_CREATE_QUEUE_PER_KEY: count(10_000),
+  RELAY_HEADERS_TIMEOUT_SECONDS: positive(600),
+  RELAY_REQUEST_TIMEOUT_SECONDS: positive(3600),
+  RELAY_LONG_POLLS_PER_KEY: count(100_000),
   RELAY_ROLE: z.enum(['api', 'worker', 'all'], 'must be one of api, worker, all').default('all'),
   RELAY_FAL_JWKS_URL: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
     .default('https://rest.fal.ai/.well-known/jwks.json'),
@@ -150,10 +169,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (raw.DATABASE_URL !== undefined && raw.RELAY_ENCRYPTION_KEY === undefined) {
     problems.push('RELAY_ENCRYPTION_KEY: required when DATABASE_URL is set (a key is generated only for the embedded database)');
   }
+  // Node refuses a header deadline past the request deadline (the request includes its headers).
+  if (Number(raw.RELAY_HEADERS_TIMEOUT_SECONDS ?? 10) > Number(raw.RELAY_REQUEST_TIMEOUT_SECONDS ?? 30)) {
+    problems.push('RELAY_HEADERS_TIMEOUT_SECONDS: must not exceed RELAY_REQUEST_TIMEOUT_SECONDS (the request deadline includes the headers)');
+  }
   if (!result.success || problems.length > 0) throw new ConfigError(problems);
 
   const e = result.data;
   const port = e.PORT ?? 3000;
+  const createConcurrency = e.RELAY_CREATE_CONCURRENCY ?? 12;
   return {
     databaseUrl: e.DATABASE_URL,
     port,
@@ -171,7 +195,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
       authFailures: e.RELAY_AUTH_FAILURE_LIMIT ?? 30,
     },
-    createConcurrency: e.RELAY_CREATE_CONCURRENCY ?? 12,
+    createConcurrency,
+    // One slot short of all by default: another key always finds one free, and a lone key loses
+    // little (the round-robin hand-over does the rest of the sharing).
+    createConcurrencyPerKey: Math.min(createConcurrency, e.RELAY_CREATE_CONCURRENCY_PER_KEY ?? Math.max(1, createConcurrency - 1)),
+    createQueuePerKey: e.RELAY_CREATE_QUEUE_PER_KEY ?? 256,
+    headersTimeoutSeconds: e.RELAY_HEADERS_TIMEOUT_SECONDS ?? 10,
+    requestTimeoutSeconds: e.RELAY_REQUEST_TIMEOUT_SECONDS ?? 30,
+    longPollsPerKey: e.RELAY_LONG_POLLS_PER_KEY ?? 100,
     role: e.RELAY_ROLE,
     falJwksUrl: e.RELAY_FAL_JWKS_URL,
     dataDir: resolve(e.RELAY_DATA_DIR),

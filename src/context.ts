@@ -5,8 +5,9 @@ import type { TaskRow } from '../drizzle/schema.ts';
 import type { Db } from './db/client.ts';
 import type { Wake } from './jobs/job-sql.ts';
 import type { ConsumedRow } from './callbacks/consume-callback.ts';
+import type { PromptDelivery } from './delivery/prompt-delivery.ts';
+import type { ChangeFeed } from './tasks/change-feed.ts';
 import type { CallbackConsume, DeliveryRecord } from './db/task-sql.ts';
-import type { NotifyJob } from './jobs/queues.ts';
 import type { Outbound } from './outbound/http.ts';
 import type { SignatureCheck } from './providers/verify-signature.ts';
 import type { Keyring } from './secrets/keyring.ts';
@@ -30,6 +31,11 @@ export interface Relay {
   /** Base of minted callback URLs, without a trailing slash. */
   publicUrl: string;
   timings: Timings;
+  /**
+   * Task changes across processes (tasks/change-feed.ts): whatever commits a status change
+   * publishes the task's id after its commit; long-polls watch.
+   */
+  changes: ChangeFeed;
   /** Sends a pg-boss wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
   wake: (wake: Wake | undefined) => void;
   /** Writes a new task with its dispatch job (tasks created at the same moment share one statement); dropped unwritten if `signal` aborts first. */
@@ -44,8 +50,8 @@ export interface Relay {
   recordDelivery: (record: DeliveryRecord) => Promise<void>;
   /** Verifies a fal webhook signature against fal's JWKS (RELAY_FAL_JWKS_URL), keys cached. */
   verifyFal: (headers: Record<string, string>, body: Uint8Array) => Promise<SignatureCheck>;
-  /** Makes the first onComplete attempt of a just-accepted callback now, in this process. */
-  deliverPromptly: (job: NotifyJob, task: TaskRow) => void;
+  /** Makes the first onComplete attempt of a just-accepted callback now, in this process (bounded, fair between projects). */
+  deliverPromptly: PromptDelivery;
 }
 
 /** Durations that production fixes and tests shorten. */

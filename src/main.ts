@@ -14,7 +14,7 @@ import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createCallbackConsumer } from './callbacks/consume-callback.ts';
 import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
-import { createPromptDelivery } from './delivery/prompt-delivery.ts';
+import { createPromptDelivery, DEFAULT_PROMPT_LIMITS, type PromptDeliveryLimits } from './delivery/prompt-delivery.ts';
 import { createQueues, Queues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
@@ -25,6 +25,7 @@ import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
 import { resealAtBoot } from './secrets/reseal-at-boot.ts';
 import { loadServerHashes } from './secrets/server-secret.ts';
 import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
+import { createChangeFeed, taskStatuses } from './tasks/change-feed.ts';
 import { createTaskWriter } from './tasks/insert-tasks.ts';
 
 export interface StartOptions {
@@ -41,6 +42,8 @@ export interface StartOptions {
   requestBudgetMs?: number;
   /** Aborts a start-up that is still waiting for the database (a SIGTERM during boot). */
   signal?: AbortSignal;
+  /** Bounds of the prompt first onComplete attempts (tests make them small). */
+  promptDelivery?: Partial<PromptDeliveryLimits>;
 }
 
 export interface RunningRelay {
@@ -167,7 +170,18 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
     if (boot.createdKey) announce(`asyncrelay: created API key (shown once, store it now): ${boot.createdKey}`);
     if (boot.createdSecret) announce(`asyncrelay: webhook signing secret of the default project (shown once): ${boot.createdSecret}`);
 
+    // Only processes that serve long-polls listen; workers publish their changes all the same.
+    const changes = createChangeFeed({
+      sql: database.sql,
+      listenUrl: config.role === 'worker' ? undefined : databaseUrl,
+      versions: taskStatuses(database.sql),
+      onError: (err, what) => log.warn({ err }, what),
+    });
+    await changes.start();
+    cleanups.unshift(() => changes.close());
+
     const base = {
+      changes,
       db: database.db,
       sql: database.sql,
       boss,
@@ -184,12 +198,14 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
     const batched = {
       ...base,
       writeTask: createTaskWriter(base),
-      claimTask: createDispatchClaimer(base.sql),
+      claimTask: createDispatchClaimer(base),
       recordOutcome: createOutcomeRecorder(base),
       recordDelivery: createDeliveryRecorder(base.sql),
       consumeCallback: createCallbackConsumer(base),
     };
-    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched) };
+    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched, { ...DEFAULT_PROMPT_LIMITS, ...options.promptDelivery }) };
+    // After the server has stopped taking callbacks, before pg-boss and the pool stop.
+    cleanups.unshift(() => relay.deliverPromptly.stop());
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;
@@ -202,17 +218,20 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
         keys,
         limits: config.rateLimits,
         trustedProxies: config.trustedProxies,
-        createConcurrency: config.createConcurrency,
+        admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
+        longPollsPerKey: config.longPollsPerKey,
         draining: draining.signal,
         requestBudgetMs: options.requestBudgetMs,
         readiness: { check: async () => !bossStopped && !draining.signal.aborted && (await probeDatabase(probe.sql)) },
       });
       server = await new Promise<ServerType>((resolve, reject) => {
-        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestDeadlines(config) }, () => resolve(s));
         s.once('error', reject);
       });
       port = (server.address() as AddressInfo).port;
       cleanups.unshift(() => drainServer(server!, draining));
+      // Before the server closes: waiting long-polls answer at once instead of holding the drain.
+      cleanups.unshift(() => changes.close());
       log.info({ port, role: config.role, publicUrl: config.publicUrl, embedded: !config.databaseUrl }, 'asyncrelay listening');
     } else {
       log.info({ role: config.role }, 'asyncrelay worker running');
@@ -223,6 +242,21 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
     await runCleanups(cleanups, log);
     throw error;
   }
+}
+
+/**
+ * Short deadlines for receiving a request (Node's defaults: 60 s for the headers, 300 s for the
+ * whole request): a client that trickles its headers or body is answered 408 and cut, instead of
+ * holding a connection and its buffers for minutes. They cover receiving only; a long-poll whose
+ * request is in may take its 25 s to answer. Node checks them every `connectionsCheckingInterval`
+ * (default 30 s, which would let a 10 s deadline run to 40 s).
+ */
+function requestDeadlines(config: Config) {
+  return {
+    headersTimeout: config.headersTimeoutSeconds * 1000,
+    requestTimeout: config.requestTimeoutSeconds * 1000,
+    connectionsCheckingInterval: Math.min(1000, config.headersTimeoutSeconds * 500),
+  };
 }
 
 /** How long a readiness probe may take before it counts as a failure. */

@@ -56,6 +56,12 @@ export async function applySignal(relay: Relay, token: string, input: SignalInpu
       error: input.status === 'failed' ? signalError(input) : null,
       events: [{ type: 'signal.accepted', data: { from: task.status, status: input.status } }],
     });
-    return { statements, done: (results): SignalOutcome => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
+    return {
+      statements,
+      done: (results): SignalOutcome => {
+        relay.changes.publish([task.id]);
+        return { outcome: 'accepted', task: toTaskRow(results[0][0]) };
+      },
+    };
   });
 }

@@ -104,6 +104,12 @@ export async function consumeClassifiedCallback(
     const statements = await finishStatements(relay, task, verdict.kind === 'success'
       ? { to: 'completed', result, error: null, callbackBodyHash: bodyHash, events: [accepted] }
       : { to: 'failed', result, error: { code: 'provider_failed', message: verdict.message }, callbackBodyHash: bodyHash, events: [accepted] });
-    return { statements, done: (results): CallbackOutcome => ({ outcome: 'accepted', task: toTaskRow(results[0][0]) }) };
+    return {
+      statements,
+      done: (results): CallbackOutcome => {
+        relay.changes.publish([task.id]);
+        return { outcome: 'accepted', task: toTaskRow(results[0][0]) };
+      },
+    };
   });
 }

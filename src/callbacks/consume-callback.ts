@@ -8,8 +8,10 @@ import { runPlan, transact } from '../db/pipeline.ts';
 import { foldJobsWhere } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
-import { type NotifyJob, Queues } from '../jobs/queues.ts';
+import { Queues } from '../jobs/queues.ts';
+import type { CallbackNotifyJob } from '../delivery/prompt-delivery.ts';
 import { storableBody } from '../outbound/http.ts';
+import type { ChangeFeed } from '../tasks/change-feed.ts';
 import { type CappedEventType, keptPayload, lockTask, recordCapped } from './capped-events.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
@@ -87,7 +89,7 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
 }
 
 /** The onComplete job of an accepted callback: it names the request, so only that one acts on it. */
-const notifyJobOf = (c: CallbackConsume): NotifyJob => ({ callbackHash: c.tokenHash, ref: c.ref, generation: 0, attempt: 1 });
+const notifyJobOf = (c: CallbackConsume): CallbackNotifyJob => ({ callbackHash: c.tokenHash, ref: c.ref, generation: 0, attempt: 1 });
 
 export interface ConsumedRow {
   outcome: 'accepted' | 'duplicate' | 'conflict' | 'late' | 'classify';
@@ -100,15 +102,17 @@ export interface ConsumedRow {
  * The job is delayed: the first attempt is made at once by `deliverPromptly`; the job only backs
  * it up should this process die first.
  */
-export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings }) {
+export function createCallbackConsumer(deps: { sql: postgres.Sql; boss: PgBoss; timings: Timings; changes: Pick<ChangeFeed, 'publish'> }) {
   const write = async (callbacks: CallbackConsume[]): Promise<Array<ConsumedRow | undefined>> => {
     const plan = await foldJobsWhere(consumeCallbacks(callbacks), {
       boss: deps.boss,
       queue: Queues.notify,
-      jobs: callbacks.map((c) => ({ data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
+      // The job's id is the request's ref: prompt delivery can bring a job forward by it (spill).
+      jobs: callbacks.map((c) => ({ id: c.ref, data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
       keep: ACCEPTED_CALLBACK_JOBS,
     });
     const [rows] = await runPlan(deps.sql, plan);
+    deps.changes.publish(rows.filter((row) => row.outcome === 'accepted').map((row) => row.id as string));
     const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));
     return callbacks.map((c) => {
       const row = byToken.get(c.tokenHash);

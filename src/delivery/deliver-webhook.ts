@@ -40,32 +40,38 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
   return Math.max(jittered, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
 }
 
-/**
- * The `task.notify` job: one attempt at delivering the onComplete webhook. The attempt is recorded
- * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
- * older round after a redelivery, cannot double-count or schedule a second chain.
- */
-export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { task: TaskRow; secretSealed: string }): Promise<void> {
-  // `known`: the caller has just written the task (prompt delivery) and needs no second read.
-  const [found] = known
-    ? [known]
-    : await relay.db
-        .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
-        .from(tasks)
-        .innerJoin(projects, eq(projects.id, tasks.projectId))
-        .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
-  const task = found?.task;
-  if (!task?.onCompleteUrl || task.deliveryStatus !== 'pending') return;
-  if ('ref' in job && task.callbackRef !== job.ref) return;
-  if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return;
-  const secret = relay.keyring.open(found.secretSealed);
+/** A task and its project's sealed signing secret, as one attempt needs them. */
+interface ForDelivery {
+  task: TaskRow;
+  secretSealed: string;
+}
 
+/** The task behind a job, with its project's secret; undefined if it is gone. */
+async function readForDelivery(relay: Relay, job: NotifyJob): Promise<ForDelivery | undefined> {
+  const [found] = await relay.db
+    .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
+    .from(tasks)
+    .innerJoin(projects, eq(projects.id, tasks.projectId))
+    .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
+  return found;
+}
+
+/**
+ * Starts the HTTP attempt if the job is still the one expected, and returns what recording it
+ * needs. Not async on purpose: the row and the signed body (a result may be 1 MiB) live only in
+ * this frame, so nothing holds them while the receiver takes its time — V8 keeps every local of an
+ * async function alive across its awaits.
+ */
+function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: ForDelivery) {
+  if (!task.onCompleteUrl || task.deliveryStatus !== 'pending') return undefined;
+  if ('ref' in job && task.callbackRef !== job.ref) return undefined;
+  if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return undefined;
   const body = webhookPayload(relay, task);
   const headers = {
     'content-type': 'application/json',
-    ...signWebhook({ secret, msgId: webhookIdFor(task.id), timestamp: Math.floor(Date.now() / 1000), body }),
+    ...signWebhook({ secret: relay.keyring.open(secretSealed), msgId: webhookIdFor(task.id), timestamp: Math.floor(Date.now() / 1000), body }),
   };
-  const answer = await relay.outbound.send({
+  const answer = relay.outbound.send({
     url: task.onCompleteUrl,
     method: 'POST',
     headers,
@@ -74,6 +80,25 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
     maxResponseBytes: ANSWER_PREVIEW_BYTES,
     maxRedirects: 0,
   });
+  return { taskId: task.id, url: task.onCompleteUrl, answer };
+}
+
+/**
+ * The `task.notify` job: one attempt at delivering the onComplete webhook. The attempt is recorded
+ * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
+ * older round after a redelivery, cannot double-count or schedule a second chain.
+ */
+export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDelivery, onAnswered?: () => void): Promise<void> {
+  // `known`: the caller has just written the task (prompt delivery) and needs no second read.
+  let found = known ?? (await readForDelivery(relay, job));
+  known = undefined;
+  const started = found && startAttempt(relay, job, found);
+  found = undefined;
+  if (!started) return onAnswered?.();
+  const { taskId, url } = started;
+  const answer = await started.answer;
+  // The receiver is done with us; what is left is our own (batched) write.
+  onAnswered?.();
   const statusCode = answer.ok ? answer.response.statusCode : undefined;
   const delivered = statusCode !== undefined && statusCode >= 200 && statusCode < 300;
   // A destination the SSRF guard refuses stays refused: retrying would only repeat the refusal.
@@ -89,7 +114,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
       type: 'delivery.attempt',
       data: {
         attempt: job.attempt,
-        url: task.onCompleteUrl,
+        url,
         ...(answer.ok
           ? { statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, ANSWER_PREVIEW_BYTES) }
           : { error: answer.error, duration: answer.duration }),
@@ -99,7 +124,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
     ...(gone ? [{ type: 'delivery.stopped' as const, data: { reason: refused ? 'destination_refused' : 'receiver answered 410 Gone' } }] : []),
     ...(status === 'failed' && !gone ? [{ type: 'delivery.exhausted' as const, data: { attempts: job.attempt } }] : []),
   ];
-  const record: DeliveryRecord = { taskId: task.id, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents };
+  const record: DeliveryRecord = { taskId, status, attempt: job.attempt, nextAt, generation: job.generation, events: attemptEvents };
   if (!nextAt) {
     // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole
     // write, and attempts recorded together share one statement.
@@ -108,13 +133,13 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: { tas
   }
   // A retry follows: lock first, so the next attempt's job exists only if this attempt was ours
   // (a replayed job after a crash, or one of an older round, must not start a second chain).
-  await withLock(relay.sql, lockById(task.id), async (rows) => {
+  await withLock(relay.sql, lockById(taskId), async (rows) => {
     const current = rows[0] ? toTaskRow(rows[0]) : undefined;
     // A replayed job (crash after the HTTP call) or one of an older round records nothing.
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
-    const next = await jobStatement(relay.boss, Queues.notify, { taskId: task.id, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
+    const next = await jobStatement(relay.boss, Queues.notify, { taskId, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
     return { statements: foldJob(recordDelivery(record), next), done: () => undefined };
   });
 }

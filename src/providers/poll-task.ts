@@ -100,11 +100,12 @@ async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provi
       // waiting for its callback or deadline. Only the provider's own verdict ends it.
       return { statements: [countPoll(task.id, job.poll, [...events, { type: 'poll.stopped', data: { error: verdict.error } }])], done: () => undefined };
     }
+    const finished = () => relay.changes.publish([task.id]);
     if (verdict.kind === 'done') {
-      return { statements: await finishStatements(relay, current, { to: 'completed', result: resultOf(config, verdict.response), error: null, events }), done: () => undefined };
+      return { statements: await finishStatements(relay, current, { to: 'completed', result: resultOf(config, verdict.response), error: null, events }), done: finished };
     }
     if (verdict.kind === 'failed') {
-      return { statements: await finishStatements(relay, current, { to: 'failed', result: verdict.response ?? null, error: verdict.error, events }), done: () => undefined };
+      return { statements: await finishStatements(relay, current, { to: 'failed', result: verdict.response ?? null, error: verdict.error, events }), done: finished };
     }
     const nextAt = Date.now() + delayMs;
     (events[0].data as Record<string, unknown>).nextInMs = Math.round(delayMs);

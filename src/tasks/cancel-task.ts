@@ -25,7 +25,10 @@ export async function cancelTask(relay: Relay, projectId: string, taskId: string
         })),
         ...(await providerCancelStatements(relay, task, 'cancelled')),
       ],
-      done: (results) => toTaskRow(results[0][0]),
+      done: (results) => {
+        relay.changes.publish([task.id]);
+        return toTaskRow(results[0][0]);
+      },
     };
   });
 }

@@ -14,6 +14,7 @@ import { startPollingStatements } from '../providers/poll-start.ts';
 import { cancelOrphanedJob } from '../providers/provider-cancel.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
+import type { ChangeFeed } from './change-feed.ts';
 import { openRequest, targetUrlOf } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 
@@ -54,9 +55,11 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
  * answered, or is gone (a duplicate or stale job). The claims of a batch of dispatch jobs are
  * one statement (db/batcher.ts).
  */
-export function createDispatchClaimer(sql: postgres.Sql): (taskId: string) => Promise<TaskRow | null> {
+export function createDispatchClaimer({ sql, changes }: { sql: postgres.Sql; changes: Pick<ChangeFeed, 'publish'> }): (taskId: string) => Promise<TaskRow | null> {
   const claim = async (taskIds: string[]): Promise<Array<TaskRow | null>> => {
     const [rows] = await transact(sql, [claimForDispatch(taskIds)]);
+    // A retry's claim leaves the task `processing`: only the first one changes its status.
+    changes.publish(rows.filter((row) => row.previous_status !== 'processing').map((row) => row.id as string));
     const byId = new Map(rows.map((row) => [row.id as string, row]));
     return taskIds.map((id) => {
       const row = byId.get(id);
@@ -96,7 +99,8 @@ function guardOf(task: TaskRow, attempt: NewEvent) {
 async function startPolling(relay: Relay, task: TaskRow, answer: OutboundResult, response: CapturedResponse): Promise<void> {
   const attempt = attemptEvent(task, answer);
   const [changed] = await runPlan(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
-  if (changed.length === 0) await cancelOrphanedJob(relay, task, response);
+  if (changed.length > 0) relay.changes.publish([task.id]);
+  else await cancelOrphanedJob(relay, task, response);
 }
 
 /** What an attempt's answer changes: one compare-and-set, and the job that follows it, if any. */
@@ -159,7 +163,7 @@ function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict:
  * (its claim and its attempt are one job), else `transitions` refuses the batch and each outcome
  * is written alone.
  */
-export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss }): (outcome: DispatchOutcome) => Promise<void> {
+export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss; changes: Pick<ChangeFeed, 'publish'> }): (outcome: DispatchOutcome) => Promise<void> {
   const write = async (outcomes: DispatchOutcome[]): Promise<void[]> => {
     const byQueue = new Map<QueueName | undefined, DispatchOutcome[]>();
     for (const o of outcomes) {
@@ -173,6 +177,8 @@ export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss })
       plans.push(queue ? await foldJobsWhere(change, { boss: deps.boss, queue, jobs: group.map((o) => o.job!.insert), keep: CHANGED_TASK_JOBS }) : { statements: [change] });
     }
     await runPlan(deps.sql, combinePlans(...plans));
+    // Retries stay `processing`; a guard that missed only makes a watcher re-read.
+    deps.changes.publish(outcomes.filter((o) => o.change.to !== 'processing').map((o) => o.change.taskId));
     return outcomes.map(() => undefined);
   };
   return createBatcher({ many: write });

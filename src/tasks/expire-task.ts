@@ -20,7 +20,7 @@ export async function expireTask(relay: Relay, taskId: string): Promise<void> {
         ...(await finishStatements(relay, task, { to: 'timeout', error: { code: 'timeout', message: timeoutMessage(task) } })),
         ...(await providerCancelStatements(relay, task, 'timeout')),
       ],
-      done: () => undefined,
+      done: () => relay.changes.publish([task.id]),
     };
   });
 }

@@ -3,7 +3,9 @@ import pino, { type Logger } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/context.ts';
-import { type RunningRelay, startRelay } from '../../src/main.ts';
+import { type RunningRelay, type StartOptions, startRelay } from '../../src/main.ts';
+import { createApiKey } from '../../src/projects/api-keys.ts';
+import { ensureProject } from '../../src/projects/projects.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export { freePort };
@@ -46,6 +48,8 @@ export interface TestRelayOptions {
   log?: Logger;
   /** Longest a request may take before it is answered 503, ms (the relay's default is 9000). */
   requestBudgetMs?: number;
+  /** Bounds of the prompt first onComplete attempts (delivery/prompt-delivery.ts). */
+  promptDelivery?: StartOptions['promptDelivery'];
 }
 
 /** The real relay (HTTP server, pg-boss workers, PostgreSQL) in this process, on a fresh database. */
@@ -78,6 +82,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     poolSize: 10,
     announce: () => {},
     requestBudgetMs: options.requestBudgetMs,
+    promptDelivery: options.promptDelivery,
   });
   const baseUrl = `http://127.0.0.1:${running.port}`;
   return {
@@ -132,4 +137,27 @@ export async function waitForStatus(relay: TestRelay, taskId: string, status: st
     seen = answer.body.task.status;
     if (left <= 0) throw new Error(`task ${taskId} still ${answer.body.task.status} after ${timeoutMs} ms, expected ${status}`);
   }
+}
+
+export interface TestTenant {
+  projectId: string;
+  apiKey: string;
+  /** The project's own webhook signing secret. */
+  webhookSecret: string;
+  /** Like `TestRelay.api`, with this project's key. */
+  api(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiAnswer>;
+}
+
+/** Another project on the relay's database, with a key of its own (what `keys create --project` makes). */
+export async function addTenant(relay: TestRelay, projectId: string): Promise<TestTenant> {
+  const { db, keyring, hashes } = relay.running.relay;
+  const made = await ensureProject(db, keyring, projectId);
+  if (!made.webhookSecret) throw new Error(`project ${projectId} exists already`);
+  const { key } = await createApiKey(db, hashes, projectId, `${projectId}-key`);
+  return {
+    projectId,
+    apiKey: key,
+    webhookSecret: made.webhookSecret,
+    api: (method, path, body, headers) => apiRequest(relay.baseUrl, method, path, body, { 'x-api-key': key, ...headers }),
+  };
 }

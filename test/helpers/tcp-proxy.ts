@@ -1,59 +1,54 @@
-import { createServer, type Server, type Socket, connect } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 
 /**
- * A TCP proxy in front of PostgreSQL that a test can take down and bring back on the same port:
- * `down()` closes the listener and resets every connection (clients see ECONNRESET, then
- * ECONNREFUSED), `up()` listens again. The database itself keeps running.
+ * A TCP proxy on 127.0.0.1 in front of a real server (PostgreSQL here), that a test can cut: `cut()`
+ * drops every open connection and stops listening (new connections are refused) until `restore()`.
+ * What a database restart looks like to a client, without touching the server other tests share.
  */
-export class TcpProxy {
-  readonly port: number;
-  private server?: Server;
-  private readonly sockets = new Set<Socket>();
-  private readonly target: { host: string; port: number };
+export interface TcpProxy {
+  port: number;
+  /** `url` with its host and port replaced by the proxy's. */
+  via(url: string): string;
+  cut(): void;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
 
-  private constructor(port: number, target: { host: string; port: number }) {
-    this.port = port;
-    this.target = target;
-  }
-
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise((resolve) => probe.close(resolve));
-    const proxy = new TcpProxy(port, target);
-    await proxy.up();
-    return proxy;
-  }
-
-  /** A database URL whose host and port are the proxy's. */
-  urlFor(databaseUrl: string): string {
-    const url = new URL(databaseUrl);
-    url.hostname = '127.0.0.1';
-    url.port = String(this.port);
-    return url.toString();
-  }
-
-  async up(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.server = server;
-  }
-
-  async down(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.resetAndDestroy();
-    if (server) await new Promise((resolve) => server.close(resolve));
-  }
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+  const open = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(target.port, target.host);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      open.add(a);
+      a.on('error', () => b.destroy());
+      a.on('close', () => {
+        open.delete(a);
+        b.destroy();
+      });
+      a.pipe(b);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    via(url) {
+      const u = new URL(url);
+      u.hostname = '127.0.0.1';
+      u.port = String(port);
+      return u.toString();
+    },
+    cut() {
+      server.close();
+      for (const socket of open) socket.destroy();
+    },
+    async restore() {
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    },
+    async close() {
+      for (const socket of open) socket.destroy();
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { isDriverPatched } from '../../src/db/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 let database: TestDatabase;
 let killer: postgres.Sql;
@@ -87,11 +87,11 @@ test('a transaction pipelined on a reserved connection that dies mid-way rejects
 
 test('reservations made while the database is unreachable all settle, and none takes a connection with it', async () => {
   const target = new URL(database.url);
-  const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port) });
-  const sql = postgres(proxy.urlFor(database.url), { max: 3, onnotice: () => {}, backoff: () => 0.2, connect_timeout: 2 });
+  const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+  const sql = postgres(proxy.via(database.url), { max: 3, onnotice: () => {}, backoff: () => 0.2, connect_timeout: 2 });
   try {
     await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`));
-    await proxy.down();
+    proxy.cut();
     await assert.rejects(sql`select 1`);
     // Twenty transactions while nothing answers: each fails or waits for the database. Unpatched,
     // a reservation that a failed attempt took off the queue as its next `initial` was dropped
@@ -106,7 +106,7 @@ test('reservations made while the database is unreachable all settle, and none t
       }
     }).map((p) => p.catch((error: { code?: string }) => error.code ?? 'error'));
     await new Promise((resolve) => setTimeout(resolve, 500));
-    await proxy.up();
+    await proxy.restore();
     const settled = await Promise.all(outcomes.map((o) => Promise.race([o, new Promise((resolve) => setTimeout(() => resolve('hang'), 5000).unref())])));
     assert.ok(!settled.includes('hang'), JSON.stringify(settled));
     assert.ok(settled.includes('ok'), JSON.stringify(settled));
@@ -115,7 +115,7 @@ test('reservations made while the database is unreachable all settle, and none t
     for (const conn of held) conn.release();
   } finally {
     await sql.end({ timeout: 1 });
-    await proxy.down();
+    await proxy.close();
   }
   assert.deepEqual(uncaught, []);
 });

@@ -29,6 +29,11 @@ test('defaults for an empty environment (embedded mode)', () => {
     trustedProxies: [],
     rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000, authFailures: 30 },
     createConcurrency: 12,
+    createConcurrencyPerKey: 11,
+    createQueuePerKey: 256,
+    headersTimeoutSeconds: 10,
+    requestTimeoutSeconds: 30,
+    longPollsPerKey: 100,
     role: 'all',
     falJwksUrl: 'https://rest.fal.ai/.well-known/jwks.json',
     dataDir: resolve('.relay'),
@@ -44,6 +49,29 @@ test('rate limits are read as integers, 0 turning one off', () => {
 test('RELAY_CREATE_CONCURRENCY is an integer from 1 to 1000', () => {
   assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '3' }).createConcurrency, 3);
   for (const bad of ['0', '1001', '2.5', 'x']) assert.throws(() => loadConfig({ RELAY_CREATE_CONCURRENCY: bad }), /RELAY_CREATE_CONCURRENCY/);
+});
+
+test('the per-key create limits: all slots but one by default, never more than all of them; 0 waiting allowed', () => {
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '1' }).createConcurrencyPerKey, 1);
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '40' }).createConcurrencyPerKey, 39);
+  assert.equal(loadConfig({ RELAY_CREATE_CONCURRENCY: '4', RELAY_CREATE_CONCURRENCY_PER_KEY: '9' }).createConcurrencyPerKey, 4);
+  assert.equal(loadConfig({ RELAY_CREATE_QUEUE_PER_KEY: '0' }).createQueuePerKey, 0);
+  for (const bad of ['0', '1001', 'x']) assert.throws(() => loadConfig({ RELAY_CREATE_CONCURRENCY_PER_KEY: bad }), /RELAY_CREATE_CONCURRENCY_PER_KEY/);
+  assert.throws(() => loadConfig({ RELAY_CREATE_QUEUE_PER_KEY: '10001' }), /RELAY_CREATE_QUEUE_PER_KEY/);
+  assert.equal(loadConfig({ RELAY_LONG_POLLS_PER_KEY: '0' }).longPollsPerKey, 0);
+  assert.throws(() => loadConfig({ RELAY_LONG_POLLS_PER_KEY: '-1' }), /RELAY_LONG_POLLS_PER_KEY/);
+});
+
+test('request deadlines: whole seconds, and the header deadline within the request deadline', () => {
+  const config = loadConfig({ RELAY_HEADERS_TIMEOUT_SECONDS: '2', RELAY_REQUEST_TIMEOUT_SECONDS: '5' });
+  assert.deepEqual([config.headersTimeoutSeconds, config.requestTimeoutSeconds], [2, 5]);
+  assert.deepEqual(problemsOf({ RELAY_HEADERS_TIMEOUT_SECONDS: '20', RELAY_REQUEST_TIMEOUT_SECONDS: '15' }), [
+    'RELAY_HEADERS_TIMEOUT_SECONDS: must not exceed RELAY_REQUEST_TIMEOUT_SECONDS (the request deadline includes the headers)',
+  ]);
+  assert.deepEqual(problemsOf({ RELAY_HEADERS_TIMEOUT_SECONDS: '0', RELAY_REQUEST_TIMEOUT_SECONDS: '3601' }), [
+    'RELAY_HEADERS_TIMEOUT_SECONDS: must be an integer from 1 to 600',
+    'RELAY_REQUEST_TIMEOUT_SECONDS: must be an integer from 1 to 3600',
+  ]);
 });
 
 test('the public URL follows PORT by default and loses its trailing slash when given', () => {

@@ -9,7 +9,7 @@ import { listEvents } from '../../tasks/events.ts';
 import { isTerminal } from '../../tasks/finish-task.ts';
 import { getTask } from '../../tasks/get-task.ts';
 import { listTasks } from '../../tasks/list-tasks.ts';
-import { waitForStatusChange } from '../../tasks/wait-for-change.ts';
+import { waitForTask } from '../../tasks/wait-for-change.ts';
 import { openRequest } from '../../tasks/sealed-request.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
@@ -38,6 +38,7 @@ const createTaskRoute = createRoute({
     200: json(CreateTaskResponse, 'Replay of an Idempotency-Key: the task created before'),
     ...problems,
     422: { description: 'Idempotency-Key reused with a different body', content: { 'application/problem+json': { schema: Problem } } },
+    429: { description: 'Too many creations of this API key waiting (RELAY_CREATE_QUEUE_PER_KEY), or its rate limit; retry after Retry-After', content: { 'application/problem+json': { schema: Problem } } },
     503: { description: 'Too many creations waiting (RELAY_CREATE_CONCURRENCY); retry after Retry-After', content: { 'application/problem+json': { schema: Problem } } },
   },
 });
@@ -55,7 +56,11 @@ const getTaskRoute = createRoute({
       }),
     }),
   },
-  responses: { 200: json(TaskEnvelope, 'The task'), ...problems },
+  responses: {
+    200: json(TaskEnvelope, 'The task'),
+    ...problems,
+    429: { description: 'Too many long-polls of this API key open at once (RELAY_LONG_POLLS_PER_KEY); Retry-After is the wait asked for', content: { 'application/problem+json': { schema: Problem } } },
+  },
 });
 
 const listTasksRoute = createRoute({
@@ -155,8 +160,8 @@ export function registerTaskRoutes(app: OpenAPIHono<AuthEnv>, relay: Relay): voi
     if (!wait || isTerminal(before.status) || (seenStatus !== undefined && before.status !== seenStatus)) {
       return c.json({ task: toTaskView(before, relay.keyring) }, 200);
     }
-    await waitForStatusChange(relay.db, projectId, id, before.status, wait * 1000, c.req.raw.signal);
-    return c.json({ task: toTaskView(await getTask(relay.db, projectId, id), relay.keyring) }, 200);
+    const after = await waitForTask(relay, projectId, id, before.status, wait * 1000, c.req.raw.signal);
+    return c.json({ task: toTaskView(after, relay.keyring) }, 200);
   });
 
   app.openapi(listTasksRoute, async (c) => {
