@@ -86,9 +86,10 @@ export function admitCreates({ max, maxPerKey, maxWaitingPerKey, maxWaiting = 10
       allWaitingChars += size;
     }
     await new Promise<void>((admit) => slots.offer(key, { size: queued ? size : 0, admit }));
-    // The client gave up while it waited: creating the task now would make one it never learns of
-    // (and a retry of it a duplicate). Pass the slot on.
-    if (c.req.raw.signal.aborted) {
+    // The client gave up while it waited, or was answered 503 at its deadline (http/deadline.ts):
+    // creating the task now would make one it never learns of (and a retry of it a duplicate).
+    // Pass the slot on.
+    if (c.get('deadline')?.signal.aborted || c.req.raw.signal.aborted) {
       slots.done(key);
       return problem(c, 503, 'overloaded', 'The client went away before its turn');
     }
