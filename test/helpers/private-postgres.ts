@@ -21,6 +21,7 @@ export class PrivatePostgres {
   readonly dataDir: string;
   private readonly bin: string;
   private readonly owner?: { uid: number; gid: number };
+  private forget = () => {};
 
   private constructor(bin: string, dataDir: string, port: number, owner?: { uid: number; gid: number }) {
     this.bin = bin;
@@ -41,6 +42,18 @@ export class PrivatePostgres {
     }
     const pg = new PrivatePostgres(bin, dataDir, await freePort(), owner);
     await pg.exec('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C']);
+    // pg_ctl detaches the server: if the test process ends without destroy() (a crash, a
+    // timeout), it is stopped and removed on the way out instead of being left running.
+    const leftBehind = () => {
+      try {
+        execFileSync(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', 'stop'], { ...owner, stdio: 'ignore' });
+      } catch {
+        // not running
+      }
+      rmSync(root, { recursive: true, force: true });
+    };
+    process.once('exit', leftBehind);
+    pg.forget = () => process.off('exit', leftBehind);
     await pg.start();
     return pg;
   }
@@ -80,6 +93,7 @@ export class PrivatePostgres {
   async destroy(): Promise<void> {
     await this.stop('immediate').catch(() => {});
     rmSync(dirname(this.dataDir), { recursive: true, force: true });
+    this.forget();
   }
 
   private async exec(tool: string, args: string[]): Promise<void> {
