@@ -6,16 +6,16 @@ import pino, { type Logger } from 'pino';
 import type postgres from 'postgres';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
-import { PRODUCTION_TIMINGS, type Relay, type Timings } from './context.ts';
+import type { Relay } from './context.ts';
+import { PRODUCTION_TIMINGS, type Timings } from './timings.ts';
 import { createDatabase, isDriverPatched } from './db/client.ts';
 import { isDatabaseUnavailable } from './db/unavailable.ts';
-import { checkJobShapes, createWaker } from './jobs/job-sql.ts';
+import { checkJobShapes, createJobs, createQueues } from './jobs/job-sql.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { migrateDatabase } from './db/migrate.ts';
-import { createCallbackConsumer } from './callbacks/consume-callback.ts';
-import { createDeliveryRecorder } from './delivery/deliver-webhook.ts';
+import { deliverWebhook } from './delivery/deliver-webhook.ts';
 import { createPromptDelivery, DEFAULT_PROMPT_LIMITS, type PromptDeliveryLimits } from './delivery/prompt-delivery.ts';
-import { createQueues, Queues } from './jobs/queues.ts';
+import { Queues } from './jobs/queues.ts';
 import { startWorker, type WorkerOptions } from './jobs/worker.ts';
 import { createOutbound } from './outbound/http.ts';
 import { createFalVerifier } from './providers/verify-signature.ts';
@@ -24,9 +24,8 @@ import { createKeyCache } from './projects/key-cache.ts';
 import { createKeyring, loadOrCreateKeyFile } from './secrets/keyring.ts';
 import { resealAtBoot } from './secrets/reseal-at-boot.ts';
 import { loadServerHashes } from './secrets/server-secret.ts';
-import { createDispatchClaimer, createOutcomeRecorder } from './tasks/dispatch-task.ts';
-import { createChangeFeed, taskStatuses } from './tasks/change-feed.ts';
-import { createTaskWriter } from './tasks/insert-tasks.ts';
+import { createChangeFeed, taskStatuses } from './db/change-feed.ts';
+import { createWriters } from './writers/writers.ts';
 
 export interface StartOptions {
   log?: Logger;
@@ -48,6 +47,8 @@ export interface StartOptions {
 
 export interface RunningRelay {
   relay: Relay;
+  /** pg-boss itself, for tests that inspect or send jobs; the relay's code goes through `relay.jobs`. */
+  boss: PgBoss;
   /** Listening port (api/all roles), undefined for a pure worker. */
   port?: number;
   databaseUrl: string;
@@ -180,32 +181,29 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
     await changes.start();
     cleanups.unshift(() => changes.close());
 
-    const base = {
-      changes,
+    const jobs = createJobs(boss, database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll'));
+    const timings = { ...PRODUCTION_TIMINGS, ...options.timings };
+    const relay: Relay = {
       db: database.db,
       sql: database.sql,
-      boss,
+      jobs,
       keyring,
       hashes,
       outbound,
       log,
       publicUrl: config.publicUrl,
-      verifyFal: createFalVerifier(outbound, config.falJwksUrl),
-      timings: { ...PRODUCTION_TIMINGS, ...options.timings },
-      wake: createWaker(database.sql, (err) => log.warn({ err }, 'pg-boss wake-up failed; workers will poll')),
+      timings,
+      changes,
+      fal: createFalVerifier(outbound, config.falJwksUrl),
+      writers: createWriters({ sql: database.sql, jobs, timings, changes }),
+      prompt: createPromptDelivery(
+        // `relay` is complete by the time an attempt runs.
+        { db: database.db, jobs, log, timings, attempt: (job, known, answered) => deliverWebhook(relay, job, known, answered) },
+        { ...DEFAULT_PROMPT_LIMITS, ...options.promptDelivery },
+      ),
     };
-    // The hot writes go through group-commit batchers (db/batcher.ts).
-    const batched = {
-      ...base,
-      writeTask: createTaskWriter(base),
-      claimTask: createDispatchClaimer(base),
-      recordOutcome: createOutcomeRecorder(base),
-      recordDelivery: createDeliveryRecorder(base.sql),
-      consumeCallback: createCallbackConsumer(base),
-    };
-    const relay: Relay = { ...batched, deliverPromptly: createPromptDelivery(batched, { ...DEFAULT_PROMPT_LIMITS, ...options.promptDelivery }) };
     // After the server has stopped taking callbacks, before pg-boss and the pool stop.
-    cleanups.unshift(() => relay.deliverPromptly.stop());
+    cleanups.unshift(() => relay.prompt.stop());
     if (runsWorker) await startWorker(relay, boss, options.worker);
 
     let server: ServerType | undefined;
@@ -237,7 +235,7 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
       log.info({ role: config.role }, 'asyncrelay worker running');
     }
 
-    return { relay, port, databaseUrl, stop: once(() => runCleanups(cleanups, log)) };
+    return { relay, boss, port, databaseUrl, stop: once(() => runCleanups(cleanups, log)) };
   } catch (error) {
     await runCleanups(cleanups, log);
     throw error;

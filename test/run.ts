@@ -11,7 +11,7 @@ import { PgBoss } from 'pg-boss';
 import postgres from 'postgres';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
-import { createQueues } from '../src/jobs/queues.ts';
+import { createQueues } from '../src/jobs/job-sql.ts';
 import { urlForDatabase } from './helpers/database.ts';
 
 const files = process.argv.slice(2);

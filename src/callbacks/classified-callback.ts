@@ -1,7 +1,6 @@
 import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { transact, withLock } from '../db/pipeline.ts';
-import { jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById } from '../db/task-sql.ts';
 import type { NewEvent } from '../tasks/events.ts';
@@ -14,12 +13,12 @@ import { type PollJob, Queues } from '../jobs/queues.ts';
 import { pollJobOptions } from '../providers/poll-start.ts';
 import { findPreset } from '../providers/preset.ts';
 import { type CappedEventType, keptPayload as kept, lockTask, recordCapped } from './capped-events.ts';
-import type { CallbackOutcome, IncomingCallback } from './consume-callback.ts';
+import type { CallbackOutcome, IncomingCallback } from './callback-outcome.ts';
 
 async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules, callback: IncomingCallback): Promise<SignatureCheck> {
   const headers = callback.headers?.() ?? {};
   if (rules.signature === 'fal') {
-    const signed = await relay.verifyFal(headers, callback.body);
+    const signed = await relay.fal.verify(headers, callback.body);
     return signed.ok ? matchFalRequest(relay, task, headers['x-fal-webhook-request-id']) : signed;
   }
   const secret = openRequest(relay.keyring, task.requestSealed).callbackSecret;
@@ -89,7 +88,7 @@ export async function consumeClassifiedCallback(
       return {
         statements: [
           recordCapped(task.id, { type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }),
-          await jobStatement(relay.boss, Queues.poll, poll, pollJobOptions(task, 0)),
+          await relay.jobs.send(Queues.poll, poll, pollJobOptions(task, 0)),
         ],
         done: (): CallbackOutcome => ({ outcome: 'progress', task }),
       };

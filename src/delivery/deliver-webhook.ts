@@ -1,16 +1,15 @@
 import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import type postgres from 'postgres';
-import { createBatcher } from '../db/batcher.ts';
-import { transact, withLock } from '../db/pipeline.ts';
-import { foldJob, jobStatement } from '../jobs/job-sql.ts';
+import { withLock } from '../db/pipeline.ts';
+import { foldJob } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { type DeliveryRecord, lockById, recordDeliveries, recordDelivery } from '../db/task-sql.ts';
+import { type DeliveryRecord, lockById, recordDelivery } from '../db/task-sql.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { toTaskView } from '../tasks/task-view.ts';
+import type { KnownDelivery } from './prompt-delivery.ts';
 import { signWebhook } from './sign.ts';
 
 /** A receiver's Retry-After is honoured up to this (the longest step of the schedule). */
@@ -41,10 +40,7 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
 }
 
 /** A task and its project's sealed signing secret, as one attempt needs them. */
-interface ForDelivery {
-  task: TaskRow;
-  secretSealed: string;
-}
+type ForDelivery = KnownDelivery;
 
 /** The task behind a job, with its project's secret; undefined if it is gone. */
 async function readForDelivery(relay: Relay, job: NotifyJob): Promise<ForDelivery | undefined> {
@@ -128,7 +124,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDe
   if (!nextAt) {
     // Nothing follows this attempt: its compare-and-set on (generation, attempt) is the whole
     // write, and attempts recorded together share one statement.
-    await relay.recordDelivery(record);
+    await relay.writers.delivery(record);
     return;
   }
   // A retry follows: lock first, so the next attempt's job exists only if this attempt was ours
@@ -139,16 +135,7 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDe
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
     if (!mine) return { statements: [], done: () => undefined };
-    const next = await jobStatement(relay.boss, Queues.notify, { taskId, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
+    const next = await relay.jobs.send(Queues.notify, { taskId, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
     return { statements: foldJob(recordDelivery(record), next), done: () => undefined };
   });
-}
-
-/** Writes attempt records that have no follow-up job; records made together share one statement. */
-export function createDeliveryRecorder(sql: postgres.Sql): (record: DeliveryRecord) => Promise<void> {
-  const write = async (records: DeliveryRecord[]): Promise<void[]> => {
-    await transact(sql, [recordDeliveries(records)]);
-    return records.map(() => undefined);
-  };
-  return createBatcher({ many: write });
 }

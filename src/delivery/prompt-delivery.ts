@@ -1,12 +1,11 @@
 import { eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import { projects, type TaskRow } from '../../drizzle/schema.ts';
-import type { Relay } from '../context.ts';
-import { type NotifyJob, Queues } from '../jobs/queues.ts';
+import type { Db } from '../db/client.ts';
+import type { Jobs } from '../jobs/job-sql.ts';
+import { type CallbackNotifyJob, Queues } from '../jobs/queues.ts';
 import { createFairScheduler } from '../limits/fair-scheduler.ts';
-import { deliverWebhook } from './deliver-webhook.ts';
-
-/** The onComplete job an accepted callback wrote: its id is the callback's `ref`. */
-export type CallbackNotifyJob = NotifyJob & { callbackHash: string; ref: string };
+import type { Timings } from '../timings.ts';
 
 /** How much the prompt first attempts may take of this process. */
 export interface PromptDeliveryLimits {
@@ -34,7 +33,7 @@ interface Pending {
 
 export interface PromptDelivery {
   /** Makes the first onComplete attempt of a just-accepted callback, now or as soon as a slot is free. */
-  (job: CallbackNotifyJob, task: TaskRow): void;
+  deliver(job: CallbackNotifyJob, task: TaskRow): void;
   /** What this process holds now, and how many attempts it handed to their durable job since it started. */
   stats(): { inFlight: number; queued: number; spilled: number };
   /**
@@ -66,7 +65,22 @@ export interface PromptDelivery {
  * due now instead (`spill`), and a worker delivers it within its polling interval. Either the
  * prompt attempt runs or the job does, never both at once.
  */
-export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limits: PromptDeliveryLimits = DEFAULT_PROMPT_LIMITS): PromptDelivery {
+/** A task and its project's sealed signing secret, as an attempt needs them when it has just been read. */
+export interface KnownDelivery {
+  task: TaskRow;
+  secretSealed: string;
+}
+
+export interface PromptDeliveryDeps {
+  db: Db;
+  jobs: Jobs;
+  log: Logger;
+  timings: Timings;
+  /** One attempt (delivery/deliver-webhook.ts); `known` spares it the read; `answered` once the receiver answered. */
+  attempt: (job: CallbackNotifyJob, known: KnownDelivery | undefined, answered: () => void) => Promise<void>;
+}
+
+export function createPromptDelivery(relay: PromptDeliveryDeps, limits: PromptDeliveryLimits = DEFAULT_PROMPT_LIMITS): PromptDelivery {
   // A queued attempt older than this could still be running when its durable job comes due.
   const maxWaitMs = relay.timings.promptFallbackSeconds * 1000 - relay.timings.deliveryTimeoutMs - 1000;
   const secrets = new Map<string, { sealed: string; at: number }>();
@@ -85,18 +99,18 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
   /** Hands the attempt to its durable job, due now (the job's id is the callback's ref). */
   const spill = (job: CallbackNotifyJob): void => {
     spilled++;
-    relay.boss.update(Queues.notify, undefined, { id: job.ref, startAfter: 0 }).catch((err: unknown) => {
+    relay.jobs.bringForward(Queues.notify, job.ref).catch((err: unknown) => {
       relay.log.warn({ err }, 'could not bring a spilled delivery forward; its job starts when due');
     });
   };
 
   const attempt = async (pending: Pending, answered: () => void): Promise<void> => {
-    if (!pending.task) return deliverWebhook(relay as Relay, pending.job, undefined, answered);
+    if (!pending.task) return relay.attempt(pending.job, undefined, answered);
     const secretSealed = await secretOf(pending.task.projectId);
     const known = { task: pending.task, secretSealed };
     pending.task = undefined;
     // Returned, not awaited: this frame (and the row in it) ends here, not when the receiver answers.
-    return deliverWebhook(relay as Relay, pending.job, known, answered);
+    return relay.attempt(pending.job, known, answered);
   };
 
   const slots = createFairScheduler<Pending>({
@@ -134,11 +148,12 @@ export function createPromptDelivery(relay: Omit<Relay, 'deliverPromptly'>, limi
     if (maxWaitMs <= 0 || slots.waitingOf(projectId) >= limits.queuedPerProject || slots.waiting >= limits.queued) return spill(job);
     slots.offer(projectId, { job, since: Date.now() });
   };
-  return Object.assign(deliver, {
+  return {
+    deliver,
     stats: () => ({ inFlight: slots.running, queued: slots.waiting, spilled }),
     async stop() {
       stopping = true;
       while (running.size > 0) await Promise.allSettled([...running]);
     },
-  });
+  };
 }

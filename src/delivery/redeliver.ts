@@ -2,7 +2,6 @@ import { eq, sql } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { statementOf, withLock } from '../db/pipeline.ts';
-import { jobStatement } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import { conflict, invalid, notFound } from '../errors.ts';
@@ -31,7 +30,7 @@ export async function redeliverTask(relay: Relay, projectId: string, taskId: str
             .returning(),
         ),
         insertEvents(taskId, [{ type: 'delivery.redeliver_requested', data: { previous: task.deliveryStatus, generation } }]),
-        await jobStatement(relay.boss, Queues.notify, { taskId, generation, attempt: 1 }),
+        await relay.jobs.send(Queues.notify, { taskId, generation, attempt: 1 }),
       ],
       done: (results) => toTaskRow(results[0][0]),
     };

@@ -3,8 +3,7 @@ import { createMiddleware } from 'hono/factory';
 import type { KeyCache } from '../projects/key-cache.ts';
 import type { AuthFailureLimit } from './auth-limit.ts';
 import type { Deadline } from '../deadline.ts';
-import { problem } from './problem.ts';
-import { tooMany } from './rate-limit.ts';
+import { problem, tooMany } from './problem.ts';
 
 export type AuthEnv = { Variables: { projectId: string; keyHash: string; requestId: string; deadline: Deadline } };
 

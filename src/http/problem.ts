@@ -28,3 +28,11 @@ export function problem(c: Context, status: ContentfulStatusCode, code: ErrorCod
   const body = problemBody(status, code, detail, (c.get('requestId') as string | undefined) ?? '');
   return c.body(body, status, { 'content-type': 'application/problem+json' });
 }
+
+/** A 429 problem with Retry-After (and any extra headers). */
+export function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
+  return new Response(problemBody(429, 'rate_limited', detail, (c.get('requestId') as string | undefined) ?? ''), {
+    status: 429,
+    headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...extra },
+  });
+}

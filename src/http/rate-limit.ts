@@ -6,7 +6,7 @@ import { createWindowCounter } from '../limits/window-counter.ts';
 import type { NetworkList } from '../outbound/address-policy.ts';
 import type { AuthEnv } from './auth.ts';
 import { clientIp, clientKey } from './client-ip.ts';
-import { problemBody } from './problem.ts';
+import { tooMany } from './problem.ts';
 
 /**
  * The answers counted as rejected callback attempts: DESIGN §5's 400/404/409/413, and 401 (a
@@ -15,14 +15,6 @@ import { problemBody } from './problem.ts';
  */
 const REJECTED = new Set([400, 401, 404, 409, 413, 415]);
 const MAX_BLOCKED = 100_000;
-
-/** A 429 problem with Retry-After (and any extra headers). */
-export function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
-  return new Response(problemBody(429, 'rate_limited', detail, (c.get('requestId') as string | undefined) ?? ''), {
-    status: 429,
-    headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...extra },
-  });
-}
 
 export interface CallbackLimitDeps {
   limits: RateLimitConfig;

@@ -1,7 +1,8 @@
-import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
+import type { JobInsert, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type postgres from 'postgres';
 import type { Plan, Row, Statement } from '../db/pipeline.ts';
+import { catalog, type PayloadOf, type QueueName } from './queues.ts';
 
 /*
  * The one place that knows the SQL pg-boss writes. A job is enqueued inside our own statements
@@ -32,15 +33,28 @@ async function capture(name: string, rows: Row[], run: (db: Adapter) => Promise<
   return captured[0];
 }
 
+/** When and how a job runs; its payload is typed by its queue (jobs/queues.ts). */
+export interface JobOptions {
+  /** pg-boss's job id (a uuid); given when the job must be found again (prompt delivery's spill). */
+  id?: string;
+  /** Seconds from now, or a moment. */
+  startAfter?: number | Date;
+  priority?: number;
+  expireInSeconds?: number;
+}
+
+/** One job of queue Q: its payload and options. */
+export type JobSpec<Q extends QueueName> = JobOptions & { data: PayloadOf<Q> };
+
 /** The statement of pg-boss's `send()`: one job. */
-export function jobStatement(boss: PgBoss, name: string, data: object, options: SendOptions = {}): Promise<Statement> {
+export function jobStatement<Q extends QueueName>(boss: PgBoss, name: Q, data: PayloadOf<Q>, options: JobOptions = {}): Promise<Statement> {
   // send() checks that its insert returned the job's row.
-  return capture(name, [{ id: null, start_after: new Date() }], (db) => boss.send(name, data, { ...options, db }));
+  return capture(name, [{ id: null, start_after: new Date() }], (db) => boss.send(name, data as object, { ...options, db }));
 }
 
 /** The statement of pg-boss's `insert()`: many jobs of one queue in one INSERT. */
-export function jobsStatement(boss: PgBoss, name: string, jobs: JobInsert[]): Promise<Statement> {
-  return capture(name, [], (db) => boss.insert(name, jobs, { db, returnId: true }));
+export function jobsStatement<Q extends QueueName>(boss: PgBoss, name: Q, jobs: JobSpec<Q>[]): Promise<Statement> {
+  return capture(name, [], (db) => boss.insert(name, jobs as JobInsert[], { db, returnId: true }));
 }
 
 // pg-boss's job INSERT (12.38.0) is `WITH ins AS (…), notified AS (SELECT pg_notify(…) FROM ins
@@ -135,14 +149,13 @@ function filteredFold(fold: Fold, keep: string): string | null {
  */
 export interface JobKeep {
   sql: string;
-  keeps: (rows: Row[]) => (job: JobInsert) => boolean;
+  keeps: (rows: Row[]) => (job: { data: unknown }) => boolean;
 }
 
 /** Jobs of one queue, to be written only for the rows a statement actually changed. */
-export interface ConditionalJobs {
-  boss: PgBoss;
-  queue: string;
-  jobs: JobInsert[];
+export interface ConditionalJobs<Q extends QueueName> {
+  queue: Q;
+  jobs: JobSpec<Q>[];
   keep: JobKeep;
 }
 
@@ -152,8 +165,8 @@ export interface ConditionalJobs {
  * second webhook). One statement when the shapes fold; otherwise the statement first and the
  * kept jobs in a second round trip of the same transaction.
  */
-export async function foldJobsWhere(statement: Statement, conditional: ConditionalJobs): Promise<Plan> {
-  const { boss, queue, jobs, keep } = conditional;
+export async function foldJobsWhere<Q extends QueueName>(boss: PgBoss, statement: Statement, conditional: ConditionalJobs<Q>): Promise<Plan> {
+  const { queue, jobs, keep } = conditional;
   const job = await jobsStatement(boss, queue, jobs);
   const fold = foldOf(statement, job);
   const text = fold && filteredFold(fold, keep.sql);
@@ -214,9 +227,9 @@ export function createWaker(sql: postgres.Sql, onError: (error: unknown) => void
  * statement of the same `with … select …` form as ours. Returns the problems found (also logged):
  * each one means a fold falls back (correct, slower) until pg-boss and this file agree again.
  */
-export async function checkJobShapes(boss: PgBoss, queue: string, log: Pick<Logger, 'warn'>): Promise<string[]> {
+export async function checkJobShapes(boss: PgBoss, queue: QueueName, log: Pick<Logger, 'warn'>): Promise<string[]> {
   const probe: Statement = { text: `with probe as (select $1::int as n)\n  select n from probe`, params: [1] };
-  const job = await jobsStatement(boss, queue, [{ data: { probe: true } }]);
+  const job = await capture(queue, [], (db) => boss.insert(queue, [{ data: { probe: true } }], { db, returnId: true }));
   const fold = foldOf(probe, job);
   const problems: string[] = [];
   if (!fold) problems.push('the job INSERT no longer folds into our statements (two statements per write)');
@@ -226,4 +239,43 @@ export async function checkJobShapes(boss: PgBoss, queue: string, log: Pick<Logg
   }
   for (const problem of problems) log.warn({ queue, pgBoss: 'fold' }, `pg-boss shape changed: ${problem}`);
   return problems;
+}
+
+/** Creates (or updates) every queue of the catalog; run at boot, before any send, so `send` never misses pg-boss's cache. */
+export async function createQueues(boss: PgBoss): Promise<void> {
+  const existing = new Set((await boss.getQueues()).map((q) => q.name));
+  for (const { name, options } of Object.values(catalog)) {
+    if (existing.has(name)) await boss.updateQueue(name, options);
+    else await boss.createQueue(name, options);
+  }
+}
+
+/**
+ * What the domain may do with jobs, without knowing pg-boss: build the statement that enqueues
+ * them (to run inside its own transaction), fold conditional jobs into a statement, wake workers
+ * after a commit, and bring a delayed job forward.
+ */
+export interface Jobs {
+  /** One job's INSERT, for a transaction of ours. */
+  send<Q extends QueueName>(queue: Q, data: PayloadOf<Q>, options?: JobOptions): Promise<Statement>;
+  /** Many jobs of one queue in one INSERT. */
+  insert<Q extends QueueName>(queue: Q, jobs: JobSpec<Q>[]): Promise<Statement>;
+  /** `statement` with jobs written only for what it changed (see `foldJobsWhere`). */
+  where<Q extends QueueName>(statement: Statement, conditional: ConditionalJobs<Q>): Promise<Plan>;
+  /** Sends a wake-up deferred out of a commit (see `foldJobDeferringNotify`). */
+  wake(wake: Wake | undefined): void;
+  /** Makes a delayed job due now (a job already started or done is left as it is). */
+  bringForward(queue: QueueName, id: string): Promise<void>;
+}
+
+export function createJobs(boss: PgBoss, sql: postgres.Sql, onWakeError: (error: unknown) => void): Jobs {
+  return {
+    send: (queue, data, options) => jobStatement(boss, queue, data, options),
+    insert: (queue, jobs) => jobsStatement(boss, queue, jobs),
+    where: (statement, conditional) => foldJobsWhere(boss, statement, conditional),
+    wake: createWaker(sql, onWakeError),
+    async bringForward(queue, id) {
+      await boss.update(queue, undefined, { id, startAfter: 0 });
+    },
+  };
 }

@@ -7,7 +7,7 @@ import { purgeTasks } from '../tasks/purge-tasks.ts';
 import { purgeRateLimits } from '../limits/rejection-counter.ts';
 import { cancelAtProvider } from '../providers/provider-cancel.ts';
 import { pollTask } from '../providers/poll-task.ts';
-import { type NotifyJob, type PollJob, type ProviderCancelJob, Queues, type TaskJob } from './queues.ts';
+import { parsePayload, type PayloadOf, type QueueName, Queues } from './queues.ts';
 
 export interface WorkerOptions {
   /** Jobs fetched per poll; with `burstWhenBatchFull` a backlog drains without idle sleeps. */
@@ -23,15 +23,32 @@ export interface WorkerOptions {
 
 /**
  * Runs each job of a batch on its own and settles it on its own (`perJobResults`): one bad job
- * is retried by pg-boss without failing the others of its batch.
+ * is retried by pg-boss without failing the others of its batch. Each payload is parsed against
+ * its queue's schema first (jobs/queues.ts): a malformed one never reaches the handler, and is
+ * failed for good with the reason (`deadletter`: retrying cannot mend it).
  */
-function perJob<T>(relay: Relay, name: string, handle: (data: T) => Promise<unknown>) {
-  return async (jobs: Job<T>[]): Promise<JobResult[]> => {
-    const settled = await Promise.allSettled(jobs.map((job) => handle(job.data)));
+function perJob<Q extends QueueName>(relay: Relay, name: Q, handle: (payload: PayloadOf<Q>) => Promise<unknown>) {
+  return async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
+    const settled = await Promise.allSettled(
+      jobs.map(async (job) => {
+        const parsed = parsePayload(name, job.data);
+        if (!parsed.ok) return { malformed: parsed.reason };
+        await handle(parsed.payload);
+        return undefined;
+      }),
+    );
     return settled.map((outcome, i) => {
-      if (outcome.status === 'fulfilled') return { id: jobs[i].id, status: 'completed' as const };
-      relay.log.error({ err: outcome.reason, queue: name, jobId: jobs[i].id }, 'job failed; pg-boss will retry it');
-      return { id: jobs[i].id, status: 'failed' as const, output: { message: String(outcome.reason) } };
+      const id = jobs[i].id;
+      if (outcome.status === 'rejected') {
+        relay.log.error({ err: outcome.reason, queue: name, jobId: id }, 'job failed; pg-boss will retry it');
+        return { id, status: 'failed' as const, output: { message: String(outcome.reason) } };
+      }
+      if (outcome.value) {
+        const message = `malformed ${name} payload: ${outcome.value.malformed}`;
+        relay.log.error({ queue: name, jobId: id }, `${message}; job failed without retry`);
+        return { id, status: 'deadletter' as const, output: { message } };
+      }
+      return { id, status: 'completed' as const };
     });
   };
 }
@@ -53,11 +70,11 @@ export async function startWorker(relay: Relay, boss: PgBoss, options: WorkerOpt
   // took the callback-to-webhook p50 from ~175 to ~120 ms with no loss of lifecycle throughput
   // (fewer, 5 or 4, cost throughput).
   const dispatchWorkers = Math.max(1, Math.ceil((common.localConcurrency * 3) / 4));
-  await boss.work<TaskJob>(Queues.dispatch, { ...common, localConcurrency: dispatchWorkers }, perJob(relay, Queues.dispatch, (d: TaskJob) => dispatchTask(relay, d.taskId)));
-  await boss.work<NotifyJob>(Queues.notify, common, perJob(relay, Queues.notify, (d: NotifyJob) => deliverWebhook(relay, d)));
-  await boss.work<TaskJob>(Queues.deadline, { ...common, localConcurrency: 1 }, perJob(relay, Queues.deadline, (d: TaskJob) => expireTask(relay, d.taskId)));
-  await boss.work<PollJob>(Queues.poll, { ...common, localConcurrency: Math.max(1, Math.ceil(common.localConcurrency / 4)) }, perJob(relay, Queues.poll, (d: PollJob) => pollTask(relay, d)));
-  await boss.work<ProviderCancelJob>(Queues.providerCancel, { ...common, localConcurrency: 1 }, perJob(relay, Queues.providerCancel, (d: ProviderCancelJob) => cancelAtProvider(relay, d)));
+  await boss.work(Queues.dispatch, { ...common, localConcurrency: dispatchWorkers }, perJob(relay, Queues.dispatch, (d) => dispatchTask(relay, d.taskId)));
+  await boss.work(Queues.notify, common, perJob(relay, Queues.notify, (d) => deliverWebhook(relay, d)));
+  await boss.work(Queues.deadline, { ...common, localConcurrency: 1 }, perJob(relay, Queues.deadline, (d) => expireTask(relay, d.taskId)));
+  await boss.work(Queues.poll, { ...common, localConcurrency: Math.max(1, Math.ceil(common.localConcurrency / 4)) }, perJob(relay, Queues.poll, (d) => pollTask(relay, d)));
+  await boss.work(Queues.providerCancel, { ...common, localConcurrency: 1 }, perJob(relay, Queues.providerCancel, (d) => cancelAtProvider(relay, d)));
   await boss.work(Queues.purge, { batchSize: 1, perJobResults: true as const }, perJob(relay, Queues.purge, async () => {
     await purgeRateLimits(relay.sql);
     return purgeTasks(relay);

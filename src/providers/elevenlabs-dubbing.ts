@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * ElevenLabs dubbing: poll only. `POST /v1/dubbing` answers `{ dubbing_id }`;

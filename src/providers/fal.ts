@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * fal.ai queue (queue.fal.run). The webhook URL is the `fal_webhook` query parameter; fal sends

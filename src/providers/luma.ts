@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * Luma Dream Machine. The callback URL is the body field `callback_url`; Luma posts the

@@ -4,7 +4,8 @@ import type { CreateTaskInput } from '../http/schemas.ts';
 import { mentionsPlaceholder } from '../tasks/template.ts';
 import type { CallbackRules } from './callback-rules.ts';
 import { completePollConfig, type PollConfig } from './poll-config.ts';
-import { findPreset, PRESETS, type ProviderPreset } from './preset.ts';
+import { findPreset, PRESETS } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /** What a task's provider options come to, decided once at creation. */
 export interface ProviderPlan {

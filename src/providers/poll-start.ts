@@ -2,9 +2,9 @@ import type { TaskRow } from '../../drizzle/schema.ts';
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { combinePlans, type Plan } from '../db/pipeline.ts';
-import { foldJobsWhere, type JobKeep } from '../jobs/job-sql.ts';
+import type { JobKeep } from '../jobs/job-sql.ts';
 import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/task-sql.ts';
-import { type NotifyJob, type PollJob, Queues } from '../jobs/queues.ts';
+import { type PayloadOf, type PollJob, type QueueName, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { parseJsonBody, readPath, renderTemplate, type TemplateContext } from './json-path.ts';
@@ -73,12 +73,12 @@ export async function startPollingStatements(
       : result && result.missing.length > 0
         ? `pollConfig.resultUrlTemplate: the submit answer has no ${result.missing.join(', ')}`
         : undefined;
-  const onChange = (statement: ReturnType<typeof transition>, queue: string, data: object, options: { startAfter?: number | Date; expireInSeconds?: number }, keep: JobKeep = CHANGED_TASK_JOBS) =>
-    foldJobsWhere(statement, { boss: relay.boss, queue, jobs: [{ data, ...options }], keep });
+  const onChange = <Q extends QueueName>(statement: ReturnType<typeof transition>, queue: Q, data: PayloadOf<Q>, options: { startAfter?: number | Date; expireInSeconds?: number }, keep: JobKeep = CHANGED_TASK_JOBS) =>
+    relay.jobs.where(statement, { queue, jobs: [{ data, ...options }], keep });
   if (message) {
     const failed = transition({ ...guard, to: 'failed', result: answer, error: { code: 'poll_unresolved', message }, events: [attempt] });
     if (!task.onCompleteUrl) return { statements: [failed] };
-    return onChange(failed, Queues.notify, { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 } satisfies NotifyJob, {});
+    return onChange(failed, Queues.notify, { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 }, {});
   }
   const cancel = resolveCancel(config, context);
   const status = task.callbackHash ? ('waiting' as const) : ('polling' as const);

@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
-import { foldJob, jobStatement } from '../jobs/job-sql.ts';
+import { foldJob } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertEvents, lockById } from '../db/task-sql.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
@@ -113,6 +113,6 @@ async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provi
     // Past the deadline no poll is scheduled: the deadline job ends the task as `timeout`.
     if (nextAt >= Date.parse(provider.deadline)) return { statements: [counted], done: () => undefined };
     const next: PollJob = { taskId: task.id, poll: job.poll + 1, errors: verdict.kind === 'backoff' ? job.errors + 1 : 0 };
-    return { statements: foldJob(counted, await jobStatement(relay.boss, Queues.poll, next, pollJobOptions(task, delayMs))), done: () => undefined };
+    return { statements: foldJob(counted, await relay.jobs.send(Queues.poll, next, pollJobOptions(task, delayMs))), done: () => undefined };
   });
 }

@@ -2,7 +2,6 @@ import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { type Statement, transact } from '../db/pipeline.ts';
-import { jobStatement } from '../jobs/job-sql.ts';
 import { insertEvents } from '../db/task-sql.ts';
 import { type ProviderCancelJob, Queues } from '../jobs/queues.ts';
 import { providerCallHeaders } from './auth-headers.ts';
@@ -18,7 +17,7 @@ import type { ProviderJob } from './poll-sql.ts';
  */
 export async function providerCancelStatements(relay: Relay, task: TaskRow, reason: ProviderCancelJob['reason']): Promise<Statement[]> {
   if (!(task.providerJob as ProviderJob | null)?.cancel) return [];
-  return [await jobStatement(relay.boss, Queues.providerCancel, { taskId: task.id, reason } satisfies ProviderCancelJob)];
+  return [await relay.jobs.send(Queues.providerCancel, { taskId: task.id, reason })];
 }
 
 /**
@@ -55,5 +54,5 @@ export async function cancelOrphanedJob(relay: Relay, task: TaskRow, answer: Cap
   if (!target) return;
   const [current] = await relay.db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, task.id));
   if (current?.status !== 'cancelled') return;
-  await transact(relay.sql, [await jobStatement(relay.boss, Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target } satisfies ProviderCancelJob)]);
+  await transact(relay.sql, [await relay.jobs.send(Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target })]);
 }

@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * Replicate predictions. The webhook URL is the body field `webhook`; Replicate posts the

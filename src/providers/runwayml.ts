@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * Runway API: no webhooks, poll only. Submit answers `{ "id" }`; `GET /v1/tasks/{id}` on the

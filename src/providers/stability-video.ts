@@ -1,4 +1,4 @@
-import type { ProviderPreset } from './preset.ts';
+import type { ProviderPreset } from './provider-preset.ts';
 
 /**
  * Stability AI v2beta async results: no webhooks. `GET /v2beta/results/{id}` (same API key)

@@ -44,7 +44,11 @@ interface CachedKeys {
  * `request_id \n user_id \n timestamp \n hex(sha256(body))`, checked against every key of fal's
  * JWKS (fetched through the relay's outbound client, so the SSRF guard applies to it too).
  */
-export function createFalVerifier(outbound: Outbound, jwksUrl: string) {
+export interface FalVerifier {
+  verify(headers: Record<string, string>, body: Uint8Array, now?: number): Promise<SignatureCheck>;
+}
+
+export function createFalVerifier(outbound: Outbound, jwksUrl: string): FalVerifier {
   let cached: CachedKeys | undefined;
   let loading: Promise<CachedKeys> | undefined;
 
@@ -64,7 +68,7 @@ export function createFalVerifier(outbound: Outbound, jwksUrl: string) {
     return cached!.keys;
   }
 
-  return async function verifyFal(headers: Record<string, string>, body: Uint8Array, now = Date.now()): Promise<SignatureCheck> {
+  async function verifyFal(headers: Record<string, string>, body: Uint8Array, now = Date.now()): Promise<SignatureCheck> {
     const requestId = headers['x-fal-webhook-request-id'];
     const userId = headers['x-fal-webhook-user-id'];
     const timestamp = headers['x-fal-webhook-timestamp'];
@@ -84,5 +88,6 @@ export function createFalVerifier(outbound: Outbound, jwksUrl: string) {
       if (known.some((key) => verify(null, message, key, signed))) return { ok: true };
     }
     return { ok: false, reason: 'no fal JWKS key verifies the signature' };
-  };
+  }
+  return { verify: verifyFal };
 }

@@ -11,7 +11,7 @@ import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from '../http/schemas.ts';
 import { uuidv7 } from '../ids.ts';
 import { planProviderTask } from '../providers/plan-task.ts';
-import { insertTaskStatements, type NewTask } from './insert-tasks.ts';
+import { insertTaskStatements, type NewTask } from '../writers/tasks.ts';
 import { redactHeaders, redactUrl } from './redact.ts';
 import { sealRequest } from './sealed-request.ts';
 import { mentionsPlaceholder } from './template.ts';
@@ -136,13 +136,13 @@ export async function createTask(
   const created = (row: TaskRow): CreateTaskOutcome => ({ outcome: 'created', task: row, token, body });
   if (!idempotencyKey) {
     try {
-      return created(await relay.writeTask(task, deadline?.signal));
+      return created(await relay.writers.task(task, deadline?.signal));
     } catch (error) {
       throw keyRevokedMeanwhile(error) ?? error;
     }
   }
 
-  const { statements: insert, wake } = await insertTaskStatements(relay.boss, [task]);
+  const { statements: insert, wake } = await insertTaskStatements(relay.jobs, [task]);
   const attempt = () =>
     withLock(relay.sql, lockByIdempotencyKey(projectId, idempotencyKey, keyHash), (rows) => {
       if (!rows[0].key_active) throw unauthorized();
@@ -161,7 +161,7 @@ export async function createTask(
         statements: [...release, ...insert],
         done: (results): CreateTaskOutcome => {
           // The dispatch job's wake-up goes out after the commit (a delayed task needs none).
-          relay.wake(wake);
+          relay.jobs.wake(wake);
           return created(toTaskRow(results[release.length][0]));
         },
       };

@@ -1,20 +1,15 @@
-import type { JobInsert, PgBoss } from 'pg-boss';
-import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
-import { createBatcher } from '../db/batcher.ts';
-import { combinePlans, type Plan, runPlan, transact } from '../db/pipeline.ts';
-import { foldJobsWhere } from '../jobs/job-sql.ts';
-import { toTaskRow } from '../db/rows.ts';
-import { CHANGED_TASK_JOBS, claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
-import { type NotifyJob, type QueueName, Queues } from '../jobs/queues.ts';
+import { runPlan } from '../db/pipeline.ts';
+import type { Transition } from '../db/task-sql.ts';
+import { Queues } from '../jobs/queues.ts';
+import type { DispatchOutcome } from '../writers/dispatch.ts';
 import type { CapturedResponse, OutboundResult } from '../outbound/http.ts';
 import { startPollingStatements } from '../providers/poll-start.ts';
 import { cancelOrphanedJob } from '../providers/provider-cancel.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
 import type { NewEvent } from './events.ts';
-import type { ChangeFeed } from './change-feed.ts';
 import { openRequest, targetUrlOf } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 
@@ -28,7 +23,7 @@ const MAX_TARGET_REDIRECTS = 5;
  * the late answer is only recorded.
  */
 export async function dispatchTask(relay: Relay, taskId: string): Promise<void> {
-  const task = await relay.claimTask(taskId);
+  const task = await relay.writers.claim(taskId);
   if (!task) return;
 
   const request = openRequest(relay.keyring, task.requestSealed);
@@ -46,27 +41,7 @@ export async function dispatchTask(relay: Relay, taskId: string): Promise<void> 
   });
   const verdict = classifyTargetAnswer(answer);
   if (verdict.kind === 'success' && task.pollConfig) await startPolling(relay, task, answer, verdict.response);
-  else await relay.recordOutcome(outcomeOf(relay, task, answer, verdict));
-}
-
-/**
- * Moves a task to `processing` (from `delayed`/`pending`, or again for a retry) and records the
- * change. Resolves with null when there is nothing to do: the task was cancelled, already
- * answered, or is gone (a duplicate or stale job). The claims of a batch of dispatch jobs are
- * one statement (db/batcher.ts).
- */
-export function createDispatchClaimer({ sql, changes }: { sql: postgres.Sql; changes: Pick<ChangeFeed, 'publish'> }): (taskId: string) => Promise<TaskRow | null> {
-  const claim = async (taskIds: string[]): Promise<Array<TaskRow | null>> => {
-    const [rows] = await transact(sql, [claimForDispatch(taskIds)]);
-    // A retry's claim leaves the task `processing`: only the first one changes its status.
-    changes.publish(rows.filter((row) => row.previous_status !== 'processing').map((row) => row.id as string));
-    const byId = new Map(rows.map((row) => [row.id as string, row]));
-    return taskIds.map((id) => {
-      const row = byId.get(id);
-      return row ? toTaskRow(row) : null;
-    });
-  };
-  return createBatcher({ many: claim });
+  else await relay.writers.outcome(outcomeOf(relay, task, answer, verdict));
 }
 
 function attemptEvent(task: TaskRow, answer: OutboundResult): NewEvent {
@@ -103,12 +78,6 @@ async function startPolling(relay: Relay, task: TaskRow, answer: OutboundResult,
   else await cancelOrphanedJob(relay, task, response);
 }
 
-/** What an attempt's answer changes: one compare-and-set, and the job that follows it, if any. */
-export interface DispatchOutcome {
-  change: Transition;
-  job?: { queue: QueueName; insert: JobInsert };
-}
-
 /**
  * What to write once the attempt's answer is in. Each outcome is one compare-and-set on
  * (status processing, this attempt's retry count): if a callback, a cancel or a duplicate job
@@ -121,7 +90,7 @@ function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict:
   const finished = (change: Transition): DispatchOutcome => ({
     change,
     job: task.onCompleteUrl
-      ? { queue: Queues.notify, insert: { data: { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 } satisfies NotifyJob } }
+      ? { queue: Queues.notify, insert: { data: { taskId: task.id, generation: task.deliveryGeneration, attempt: 1 } } }
       : undefined,
   });
 
@@ -153,33 +122,4 @@ function outcomeOf(relay: Relay, task: TaskRow, answer: OutboundResult, verdict:
     };
   }
   return finished({ ...guard, to: 'failed', result: verdict.response ?? null, error: verdict.error, events: [attempt] });
-}
-
-/**
- * Writes dispatch outcomes; those recorded together are one transaction of one statement per
- * kind of follow-up job (the transitions of a kind, folded with their jobs). A follow-up job is
- * written only for the tasks whose compare-and-set held: an answer that lost the race to a
- * callback leaves no onComplete (or retry, or deadline) job behind. A task appears once per batch
- * (its claim and its attempt are one job), else `transitions` refuses the batch and each outcome
- * is written alone.
- */
-export function createOutcomeRecorder(deps: { sql: postgres.Sql; boss: PgBoss; changes: Pick<ChangeFeed, 'publish'> }): (outcome: DispatchOutcome) => Promise<void> {
-  const write = async (outcomes: DispatchOutcome[]): Promise<void[]> => {
-    const byQueue = new Map<QueueName | undefined, DispatchOutcome[]>();
-    for (const o of outcomes) {
-      const group = byQueue.get(o.job?.queue);
-      if (group) group.push(o);
-      else byQueue.set(o.job?.queue, [o]);
-    }
-    const plans: Plan[] = [];
-    for (const [queue, group] of byQueue) {
-      const change = transitions(group.map((o) => o.change));
-      plans.push(queue ? await foldJobsWhere(change, { boss: deps.boss, queue, jobs: group.map((o) => o.job!.insert), keep: CHANGED_TASK_JOBS }) : { statements: [change] });
-    }
-    await runPlan(deps.sql, combinePlans(...plans));
-    // Retries stay `processing`; a guard that missed only makes a watcher re-read.
-    deps.changes.publish(outcomes.filter((o) => o.change.to !== 'processing').map((o) => o.change.taskId));
-    return outcomes.map(() => undefined);
-  };
-  return createBatcher({ many: write });
 }

@@ -1,7 +1,7 @@
 import type { StoredError, StoredResult, TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { type Statement } from '../db/pipeline.ts';
-import { foldJob, jobStatement } from '../jobs/job-sql.ts';
+import { foldJob } from '../jobs/job-sql.ts';
 import { transition } from '../db/task-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { NewEvent } from './events.ts';
@@ -46,5 +46,5 @@ export async function finishStatements(relay: Relay, task: TaskRow, args: Finish
 
 /** The first onComplete attempt of a delivery round. */
 export function notifyJob(relay: Relay, taskId: string, generation: number): Promise<Statement> {
-  return jobStatement(relay.boss, Queues.notify, { taskId, generation, attempt: 1 });
+  return relay.jobs.send(Queues.notify, { taskId, generation, attempt: 1 });
 }

@@ -1,6 +1,6 @@
 import type { TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import type { ChangeFeed } from './change-feed.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import { getTask } from './get-task.ts';
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
-import type { Timings } from '../../src/context.ts';
+import type { Timings } from '../../src/timings.ts';
 import { type RunningRelay, type StartOptions, startRelay } from '../../src/main.ts';
 import { createApiKey } from '../../src/projects/api-keys.ts';
 import { ensureProject } from '../../src/projects/projects.ts';

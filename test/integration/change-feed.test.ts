@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
-import { CHANGE_CHANNEL, type ChangeFeed, createChangeFeed } from '../../src/tasks/change-feed.ts';
+import { CHANGE_CHANNEL, type ChangeFeed, createChangeFeed } from '../../src/db/change-feed.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 

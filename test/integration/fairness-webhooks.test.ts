@@ -94,8 +94,8 @@ test("140 callbacks for a receiver that hangs (more than a process's 128 prompt 
     assert.ok(delivery.request.at - sentAt < 1000, `the other project's webhook took ${delivery.request.at - sentAt} ms`);
     // The project held its own 32 slots (the other project's frees once its answer is in); the
     // rest wait as references to their jobs.
-    await until(async () => defaults.running.relay.deliverPromptly.stats().inFlight === 32, 'the other project\'s slot to free');
-    assert.deepEqual(defaults.running.relay.deliverPromptly.stats(), { inFlight: 32, queued: 108, spilled: 0 });
+    await until(async () => defaults.running.relay.prompt.stats().inFlight === 32, 'the other project\'s slot to free');
+    assert.deepEqual(defaults.running.relay.prompt.stats(), { inFlight: 32, queued: 108, spilled: 0 });
   } finally {
     // The receiver answers again, then the relay stops (letting its attempts under way finish).
     hanging.release();
@@ -118,7 +118,7 @@ test("a project whose receiver hangs holds its own slots only: the queue stays b
 
     // 4 attempts in flight (the project's cap), 8 waiting (its queue bound), the other 18 handed to
     // their durable job, brought forward to now instead of 120 s from now.
-    assert.deepEqual(relay.running.relay.deliverPromptly.stats(), { inFlight: LIMITS.inFlightPerProject, queued: LIMITS.queuedPerProject, spilled: CALLBACKS - 12 });
+    assert.deepEqual(relay.running.relay.prompt.stats(), { inFlight: LIMITS.inFlightPerProject, queued: LIMITS.queuedPerProject, spilled: CALLBACKS - 12 });
     await until(async () => {
       const [row] = await sql`select count(*)::int as n from pgboss.job where name = 'task.notify' and start_after < now() + interval '60 seconds'`;
       return row.n === CALLBACKS - 12;
@@ -147,7 +147,7 @@ test("a project whose receiver hangs holds its own slots only: the queue stays b
     const ids = hanging.fake.requests.map((r) => r.headers['webhook-id']);
     assert.equal(ids.length, CALLBACKS, 'one request per task');
     assert.equal(new Set(ids).size, CALLBACKS);
-    assert.deepEqual(relay.running.relay.deliverPromptly.stats(), { inFlight: 0, queued: 0, spilled: CALLBACKS - 12 });
+    assert.deepEqual(relay.running.relay.prompt.stats(), { inFlight: 0, queued: 0, spilled: CALLBACKS - 12 });
   } finally {
     hanging.release();
     await sql.end();
@@ -164,10 +164,10 @@ test('an attempt that waited so long it could overlap its durable job is not mad
   try {
     const tasks = await callbackTasks(quick.api, `${hanging.fake.url}/hook`, 3);
     for (const t of tasks) assert.equal(await postCallback(t.callbackUrl, '{"output":"a"}'), 200);
-    assert.deepEqual(quick.running.relay.deliverPromptly.stats(), { inFlight: 1, queued: 2, spilled: 0 });
+    assert.deepEqual(quick.running.relay.prompt.stats(), { inFlight: 1, queued: 2, spilled: 0 });
     // The attempt in flight times out after 2 s; by then the two waiting ones are too old to start.
     await waitForEvent(hanging.fake, 'held', () => (hanging.held.length >= 3 ? true : undefined), 10_000, 'the spilled jobs to run');
-    assert.deepEqual(quick.running.relay.deliverPromptly.stats(), { inFlight: 0, queued: 0, spilled: 2 });
+    assert.deepEqual(quick.running.relay.prompt.stats(), { inFlight: 0, queued: 0, spilled: 2 });
   } finally {
     hanging.release();
     await quick.stop();

@@ -19,7 +19,7 @@ after(async () => {
   await relay.stop();
 });
 
-const job = () => jobStatement(relay.running.relay.boss, Queues.notify, { taskId: '00000000-0000-7000-8000-000000000000', generation: 0, attempt: 1 });
+const job = () => jobStatement(relay.running.boss, Queues.notify, { taskId: '00000000-0000-7000-8000-000000000000', generation: 0, attempt: 1 });
 const statements = {
   insertTasks: () => insertTasks([{ keyHash: 'h', values: { id: '00000000-0000-7000-8000-000000000000' } as never, events: [] }]),
   transition: () => transition({ taskId: 'x', from: ['waiting'], to: 'completed' }),
@@ -47,7 +47,7 @@ test('a folded statement writes the job and NOTIFYs only with the row it belongs
 });
 
 test('task creation folds its dispatch jobs and hands the NOTIFY back for after the commit', async () => {
-  const dispatch = await jobsStatement(relay.running.relay.boss, Queues.dispatch, [{ data: { taskId: 'x' }, priority: 5 }, { data: { taskId: 'y' } }]);
+  const dispatch = await jobsStatement(relay.running.boss, Queues.dispatch, [{ data: { taskId: 'x' }, priority: 5 }, { data: { taskId: 'y' } }]);
   for (let i = 0; i < 2; i++) {
     // Twice: the second answer comes from the cache of folded texts and must be the same.
     const folded = foldJobDeferringNotify(statements.insertTasks(), dispatch);
@@ -60,8 +60,7 @@ test('task creation folds its dispatch jobs and hands the NOTIFY back for after 
 });
 
 test('callback consumption folds its onComplete jobs with the accepted-only filter', async () => {
-  const plan = await foldJobsWhere(statements.consumeCallbacks(), {
-    boss: relay.running.relay.boss,
+  const plan = await foldJobsWhere(relay.running.boss, statements.consumeCallbacks(), {
     queue: Queues.notify,
     jobs: [{ data: { callbackHash: 't', ref: 'r', generation: 0, attempt: 1 }, startAfter: 30 }],
     keep: ACCEPTED_CALLBACK_JOBS,
@@ -99,8 +98,7 @@ for (const shape of ['folded', 'fallback'] as const) {
     // have our `with … select …` shape cannot be folded, so the jobs follow in a second round trip.
     const unfoldable = (s: typeof change) => (shape === 'fallback' ? { ...s, text: `${s.text}\n  -- x` } : s);
     for (const [taskId, statement] of [[won, unfoldable(change)], [lost, unfoldable(lostChange)]] as const) {
-      const plan = await foldJobsWhere(statement, {
-        boss: relay.running.relay.boss,
+      const plan = await foldJobsWhere(relay.running.boss, statement, {
         queue: Queues.notify,
         jobs: [{ data: { taskId, generation: 0, attempt: 1 } }],
         keep: CHANGED_TASK_JOBS,
@@ -115,7 +113,7 @@ for (const shape of ['folded', 'fallback'] as const) {
 
 test('the boot check finds every shape the folds rely on', async () => {
   const warnings: string[] = [];
-  const problems = await checkJobShapes(relay.running.relay.boss, Queues.notify, { warn: (_o: object, m: string) => warnings.push(m) } as never);
+  const problems = await checkJobShapes(relay.running.boss, Queues.notify, { warn: (_o: object, m: string) => warnings.push(m) } as never);
   assert.deepEqual(problems, []);
   assert.deepEqual(warnings, []);
 });

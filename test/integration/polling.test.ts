@@ -255,7 +255,7 @@ test('a poll job replayed after the task finished does nothing', async () => {
   await waitForStatus(relay, created.body.task.id, 'completed');
   const before = custom.requests.filter((r) => r.path === '/status/replay').length;
   assert.equal(before, 2);
-  const { boss } = relay.running.relay;
+  const { boss } = relay.running;
   const jobId = await boss.send('task.poll', { taskId: created.body.task.id, poll: 0, errors: 0 });
   assert.ok(jobId);
   for (;;) {
@@ -272,7 +272,7 @@ test('a poll job replayed after the task finished does nothing', async () => {
 async function jobFinished(jobId: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const job = await relay.running.relay.boss.getJobById('task.poll', jobId);
+    const job = await relay.running.boss.getJobById('task.poll', jobId);
     if (job?.state === 'completed') return;
     assert.ok(job && job.state !== 'failed', `the job ended ${job?.state}`);
     assert.ok(Date.now() < deadline, `job ${jobId} still ${job.state} after ${timeoutMs} ms`);
@@ -290,7 +290,8 @@ test('poll jobs replayed while the task is still polling: a stale one polls noth
     pollConfig: { urlTemplate: `${custom.url}/status/{startResult.body.id}`, interval: 40, initialDelay: 1, statusPath: 'status', doneValues: ['done'] },
   });
   const { id } = created.body.task;
-  const { boss, sql } = relay.running.relay;
+  const { boss } = relay.running;
+  const { sql } = relay.running.relay;
   const pollCount = async () => (await sql<{ n: number }[]>`select poll_count as n from tasks where id = ${id}`)[0].n;
   await waitForTimeline(relay, id, 'poll.attempt');
   assert.equal(await pollCount(), 1);

@@ -1,6 +1,6 @@
 /**
  * Compare-and-set transitions are written several to a statement (db/task-sql.ts `transitions`,
- * tasks/dispatch-task.ts `createOutcomeRecorder`). Each guard holds or fails on its own.
+ * writers/dispatch.ts `createOutcomeRecorder`). Each guard holds or fails on its own.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -63,7 +63,7 @@ test('a task may appear only once in a statement', () => {
 test('outcomes recorded together: each task gets its change and its own follow-up job', async () => {
   const [w, c, f] = [await pendingTask(), await pendingTask(), await pendingTask()];
   await sql`update tasks set status = 'processing' where id = any(${[w, c, f]}::uuid[])`;
-  const record = relay.running.relay.recordOutcome;
+  const record = relay.running.relay.writers.outcome;
   await Promise.all([
     record({ change: { taskId: w, from: ['processing'], to: 'waiting' }, job: { queue: Queues.deadline, insert: { data: { taskId: w }, startAfter: 600 } } }),
     record({ change: { taskId: c, from: ['processing'], to: 'completed' }, job: { queue: Queues.notify, insert: { data: { taskId: c, generation: 0, attempt: 1 } } } }),
@@ -114,7 +114,7 @@ test('callbacks consumed together: one statement, each answered for its own toke
     ref: `00000000-0000-4000-8000-00000000000${n}`,
   });
   const unknown = '0'.repeat(64);
-  const rows = await Promise.all([...tokens, unknown].map((t, n) => relay.running.relay.consumeCallback(consume(t, n))));
+  const rows = await Promise.all([...tokens, unknown].map((t, n) => relay.running.relay.writers.callback(consume(t, n))));
   assert.deepEqual(rows.map((r) => r?.outcome), ['accepted', 'conflict', 'accepted', undefined]);
   assert.equal(rows[0]?.task.result?.body, 'body 0');
   assert.equal(rows[2]?.task.result?.body, 'body 2');
@@ -127,7 +127,7 @@ test('callbacks consumed together: one statement, each answered for its own toke
 test('a dispatch claim refuses anything but task ids, and a batch holding one fails only that claim', async () => {
   assert.throws(() => claimForDispatch(['00000000-0000-7000-8000-000000000001', 'x}, {y']), /not a task id/);
   const id = await pendingTask();
-  const claims = await Promise.allSettled([relay.running.relay.claimTask(id), relay.running.relay.claimTask('not-a-uuid')]);
+  const claims = await Promise.allSettled([relay.running.relay.writers.claim(id), relay.running.relay.writers.claim('not-a-uuid')]);
   assert.equal(claims[0].status, 'fulfilled');
   assert.equal((claims[0] as PromiseFulfilledResult<any>).value?.status, 'processing');
   assert.equal(claims[1].status, 'rejected');

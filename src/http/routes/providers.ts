@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { PRESETS, type ProviderPreset } from '../../providers/preset.ts';
+import { PRESETS } from '../../providers/preset.ts';
+import type { ProviderPreset } from '../../providers/provider-preset.ts';
 import type { AuthEnv } from '../auth.ts';
 
 export const ProviderView = z

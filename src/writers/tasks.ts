@@ -1,17 +1,16 @@
-import type { JobInsert, PgBoss } from 'pg-boss';
 import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { createBatcher } from '../db/batcher.ts';
 import { type Statement, transact } from '../db/pipeline.ts';
-import { foldJobDeferringNotify, jobsStatement, type Wake } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { insertTasks, type TaskInsert } from '../db/task-sql.ts';
-import { Queues, type TaskJob } from '../jobs/queues.ts';
+import { foldJobDeferringNotify, type Jobs, type JobSpec, type Wake } from '../jobs/job-sql.ts';
+import { Queues } from '../jobs/queues.ts';
 
 /** A new task as written: the row, its first events and its first dispatch job. */
 export interface NewTask extends TaskInsert {
   /** The `task.dispatch` job (its `startAfter` is the task's `delayUntil`, if any). */
-  job: JobInsert<TaskJob>;
+  job: JobSpec<'task.dispatch'>;
   /** Due later: its job needs no wake-up now. */
   delayed: boolean;
 }
@@ -20,9 +19,9 @@ export interface NewTask extends TaskInsert {
  * The tasks and their dispatch jobs in one statement (pg-boss's job INSERT folded into ours), and
  * the wake-up owed to the dispatch workers once it has committed.
  */
-export async function insertTaskStatements(boss: PgBoss, tasks: NewTask[]): Promise<{ statements: Statement[]; wake?: Wake }> {
-  const jobs = await jobsStatement(boss, Queues.dispatch, tasks.map((t) => t.job));
-  const { statements, wake } = foldJobDeferringNotify(insertTasks(tasks), jobs);
+export async function insertTaskStatements(jobs: Jobs, tasks: NewTask[]): Promise<{ statements: Statement[]; wake?: Wake }> {
+  const insert = await jobs.insert(Queues.dispatch, tasks.map((t) => t.job));
+  const { statements, wake } = foldJobDeferringNotify(insertTasks(tasks), insert);
   return { statements, wake: tasks.some((t) => !t.delayed) ? wake : undefined };
 }
 
@@ -30,11 +29,11 @@ export async function insertTaskStatements(boss: PgBoss, tasks: NewTask[]): Prom
  * Writes new tasks; concurrent calls share one statement (see db/batcher.ts). Resolves with the
  * row as stored; rejects with the database's error (a revoked key: a not-null violation).
  */
-export function createTaskWriter(deps: { sql: postgres.Sql; boss: PgBoss; wake: (wake: Wake | undefined) => void }) {
+export function createTaskWriter(deps: { sql: postgres.Sql; jobs: Jobs }) {
   const write = async (tasks: NewTask[]): Promise<TaskRow[]> => {
-    const { statements, wake } = await insertTaskStatements(deps.boss, tasks);
+    const { statements, wake } = await insertTaskStatements(deps.jobs, tasks);
     const [rows] = await transact(deps.sql, statements);
-    deps.wake(wake);
+    deps.jobs.wake(wake);
     const byId = new Map(rows.map((row) => [row.id as string, row]));
     // Every task is in `rows` once the statement succeeded: it inserts all of them or fails.
     return tasks.map((t) => toTaskRow(byId.get(t.values.id)!));
