@@ -3,7 +3,7 @@ import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockByCallbackHash } from '../db/task-sql.ts';
-import type { SignalInput } from '../http/schemas.ts';
+import type { SignalInput } from './schemas.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
 import type { CallbackRules } from '../providers/callback-rules.ts';
 import { recordCapped } from './capped-events.ts';

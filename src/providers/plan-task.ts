@@ -1,6 +1,6 @@
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
 import { invalid } from '../errors.ts';
-import type { CreateTaskInput } from '../http/schemas.ts';
+import type { CreateTaskInput } from '../tasks/schemas.ts';
 import { mentionsPlaceholder } from '../tasks/template.ts';
 import type { CallbackRules } from './callback-rules.ts';
 import { completePollConfig, type PollConfig } from './poll-config.ts';

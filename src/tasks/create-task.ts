@@ -8,7 +8,7 @@ import { statementOf, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockByIdempotencyKey } from '../db/task-sql.ts';
 import { AppError, invalid } from '../errors.ts';
-import type { CreateTaskInput } from '../http/schemas.ts';
+import type { CreateTaskInput } from './schemas.ts';
 import { uuidv7 } from '../ids.ts';
 import { planProviderTask } from '../providers/plan-task.ts';
 import { insertTaskStatements, type NewTask } from '../writers/tasks.ts';

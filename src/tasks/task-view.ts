@@ -1,5 +1,5 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
-import type { TaskView } from '../http/schemas.ts';
+import type { TaskView } from './schemas.ts';
 import type { CallbackRules } from '../providers/callback-rules.ts';
 import type { Keyring } from '../secrets/keyring.ts';
 import { openRequest, type SealedRequest } from './sealed-request.ts';

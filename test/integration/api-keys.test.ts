@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { sha256Hex } from '../../src/callbacks/token.ts';
-import { CreateTaskInput } from '../../src/http/schemas.ts';
+import { CreateTaskInput } from '../../src/tasks/schemas.ts';
 import { createApiKey, storeApiKey } from '../../src/projects/api-keys.ts';
 import { UNKNOWN_KEY_TTL_MS } from '../../src/projects/key-cache.ts';
 import { canonicalJson } from '../../src/tasks/create-task.ts';

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { createApiKey } from '../../src/projects/api-keys.ts';
 import { createTask } from '../../src/tasks/create-task.ts';
-import { CreateTaskInput } from '../../src/http/schemas.ts';
+import { CreateTaskInput } from '../../src/tasks/schemas.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
 let relay: TestRelay;

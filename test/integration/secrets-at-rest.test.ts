@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import pino from 'pino';
 import postgres from 'postgres';
 import { sha256Hex } from '../../src/callbacks/token.ts';
-import { CreateTaskInput } from '../../src/http/schemas.ts';
+import { CreateTaskInput } from '../../src/tasks/schemas.ts';
 import { createKeyring } from '../../src/secrets/keyring.ts';
 import { canonicalJson } from '../../src/tasks/create-task.ts';
 import { HttpFake } from '../fakes/http-fake.ts';

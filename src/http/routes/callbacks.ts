@@ -6,7 +6,8 @@ import type { TaskRow } from '../../../drizzle/schema.ts';
 import type { AuthEnv } from '../auth.ts';
 import { limitBody } from '../body-limit.ts';
 import { problem } from '../problem.ts';
-import { Problem, SignalInput, TaskStatusEnvelope } from '../schemas.ts';
+import { SignalInput } from '../../callbacks/schemas.ts';
+import { Problem, TaskStatusEnvelope } from '../schemas.ts';
 
 /** Callback bodies above this are refused with 413 (DESIGN §5). */
 export const CALLBACK_BODY_LIMIT = 1024 * 1024;

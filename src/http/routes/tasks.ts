@@ -14,7 +14,8 @@ import { openRequest } from '../../tasks/sealed-request.ts';
 import { toTaskView } from '../../tasks/task-view.ts';
 import { callbackUrlFor } from '../../callbacks/token.ts';
 import type { AuthEnv } from '../auth.ts';
-import { CreateTaskInput, CreateTaskResponse, isStorableText, Problem, TaskEnvelope, TaskEventPage, TaskList, TaskStatus } from '../schemas.ts';
+import { CreateTaskInput, isStorableText } from '../../tasks/schemas.ts';
+import { CreateTaskResponse, Problem, TaskEnvelope, TaskEventPage, TaskList, TaskStatus } from '../schemas.ts';
 
 const problems = {
   400: { description: 'Invalid request', content: { 'application/problem+json': { schema: Problem } } },
