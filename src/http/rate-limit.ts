@@ -1,4 +1,3 @@
-import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import type { RateLimitConfig } from '../config.ts';
 import type { SharedCounter } from '../limits/rejection-counter.ts';
