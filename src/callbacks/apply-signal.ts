@@ -1,8 +1,8 @@
 import type { StoredError, StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { withLock } from '../db/pipeline.ts';
+import { nothing, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockByCallbackHash } from '../db/task-sql.ts';
+import { lockByCallbackHash } from '../db/sql/tasks.ts';
 import type { SignalInput } from './schemas.ts';
 import { CALLBACK_STATUSES, finishStatements } from '../tasks/finish-task.ts';
 import type { CallbackRules } from '../providers/callback-rules.ts';
@@ -35,32 +35,32 @@ function signalError(input: SignalInput): StoredError {
 export async function applySignal(relay: Relay, token: string, input: SignalInput): Promise<SignalOutcome> {
   if (!isCallbackTokenShape(token)) return { outcome: 'unknown' };
   return withLock(relay.sql, lockByCallbackHash(sha256Hex(token)), async (rows) => {
-    if (!rows[0]) return { statements: [], done: (): SignalOutcome => ({ outcome: 'unknown' }) };
+    if (!rows[0]) return nothing<SignalOutcome>({ outcome: 'unknown' });
     const task = toTaskRow(rows[0]);
     if ((task.callbackRules as CallbackRules | null)?.signature) {
       return {
         // Rejections are the token holder's to repeat: recorded within the caps (callbacks/capped-events.ts).
-        statements: [recordCapped(task.id, { type: 'signal.rejected', data: { reason: 'signed_callbacks_required', status: task.status, requested: input.status } })],
+        run: { rejected: recordCapped(task.id, { type: 'signal.rejected', data: { reason: 'signed_callbacks_required', status: task.status, requested: input.status } }) },
         done: (): SignalOutcome => ({ outcome: 'unauthorized', task }),
       };
     }
     if (!CALLBACK_STATUSES.includes(task.status)) {
       return {
-        statements: [recordCapped(task.id, { type: 'signal.rejected', data: { status: task.status, requested: input.status } })],
+        run: { rejected: recordCapped(task.id, { type: 'signal.rejected', data: { status: task.status, requested: input.status } }) },
         done: (): SignalOutcome => ({ outcome: 'conflict', task }),
       };
     }
-    const statements = await finishStatements(relay, task, {
+    const finished = await finishStatements(relay, task, {
       to: input.status,
       result: signalResult(input, task.dispatchedAt ?? task.createdAt),
       error: input.status === 'failed' ? signalError(input) : null,
       events: [{ type: 'signal.accepted', data: { from: task.status, status: input.status } }],
     });
     return {
-      statements,
-      done: (results): SignalOutcome => {
+      run: { finished },
+      done: ({ finished }): SignalOutcome => {
         relay.changes.publish([task.id]);
-        return { outcome: 'accepted', task: toTaskRow(results[0][0]) };
+        return { outcome: 'accepted', task: toTaskRow(finished[0]) };
       },
     };
   });

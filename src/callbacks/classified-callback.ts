@@ -1,8 +1,8 @@
 import type { StoredResult, TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { transact, withLock } from '../db/pipeline.ts';
+import { type Decision, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockById } from '../db/task-sql.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
 import { type BodyVerdict, type CallbackRules, classifyParsed, lacksResult, parseCallbackBody } from '../providers/callback-rules.ts';
@@ -12,7 +12,8 @@ import { openRequest } from '../tasks/sealed-request.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
 import { pollJobOptions } from '../providers/poll-start.ts';
 import { findPreset } from '../providers/preset.ts';
-import { type CappedEventType, keptPayload as kept, lockTask, recordCapped } from './capped-events.ts';
+import { type CappedEventType, keptPayload as kept, recordCapped } from './capped-events.ts';
+import { lockTask } from '../db/sql/tasks.ts';
 import type { CallbackOutcome, IncomingCallback } from './callback-outcome.ts';
 
 async function checkSignature(relay: Relay, task: TaskRow, rules: CallbackRules, callback: IncomingCallback): Promise<SignatureCheck> {
@@ -48,7 +49,7 @@ export async function consumeClassifiedCallback(
     const check = await checkSignature(relay, seen, rules, callback);
     if (!check.ok) {
       const type = check.retryLater ? ('callback.deferred' as const) : ('callback.unauthorized' as const);
-      await transact(relay.sql, [lockTask(seen.id), recordCapped(seen.id, { type, data: { scheme: rules.signature, reason: check.reason, size } })]);
+      await transact(relay.sql, { lock: lockTask(seen.id), event: recordCapped(seen.id, { type, data: { scheme: rules.signature, reason: check.reason, size } }) });
       return { outcome: check.retryLater ? 'not_ready' : 'unauthorized', task: seen };
     }
   }
@@ -58,10 +59,10 @@ export async function consumeClassifiedCallback(
   const state = verdict.state === undefined ? {} : { state: verdict.state };
   const resultElsewhere = verdict.kind === 'success' && missing !== undefined && lacksResult(parsed, missing);
 
-  return withLock(relay.sql, lockById(seen.id), async (rows) => {
+  return withLock(relay.sql, lockById(seen.id), async (rows): Promise<Decision<CallbackOutcome>> => {
     const task = rows[0] ? toTaskRow(rows[0]) : seen;
     // Every outcome but the acceptance is the token holder's to repeat: recorded within the caps.
-    const record = (outcome: CallbackOutcome, [event]: [NewEvent & { type: CappedEventType }]) => ({ statements: [recordCapped(task.id, event)], done: () => outcome });
+    const record = (outcome: CallbackOutcome, [event]: [NewEvent & { type: CappedEventType }]) => ({ run: { recorded: recordCapped(task.id, event) }, done: () => outcome });
     if (task.callbackBodyHash === bodyHash) return record({ outcome: 'duplicate', task }, [{ type: 'callback.duplicate', data: { size } }]);
     if (isTerminal(task.status) && verdict.kind === 'progress') {
       // A progress event that arrives after the end (Luma's `dreaming` retried or out of order) is
@@ -86,10 +87,10 @@ export async function consumeClassifiedCallback(
       // the fallback poll already scheduled becomes a no-op (see pollTask's count guard).
       const poll: PollJob = { taskId: task.id, poll: task.pollCount, errors: 0 };
       return {
-        statements: [
-          recordCapped(task.id, { type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }),
-          await relay.jobs.send(Queues.poll, poll, pollJobOptions(task, 0)),
-        ],
+        run: {
+          progress: recordCapped(task.id, { type: 'callback.progress', data: { status: task.status, size, ...state, resultFetchedByPoll: true } }),
+          poll: await relay.jobs.send(Queues.poll, poll, pollJobOptions(task, 0)),
+        },
         done: (): CallbackOutcome => ({ outcome: 'progress', task }),
       };
     }
@@ -100,14 +101,14 @@ export async function consumeClassifiedCallback(
       duration: Math.max(0, Date.now() - (task.dispatchedAt ?? task.createdAt).getTime()),
     };
     const accepted: NewEvent = { type: 'callback.accepted', data: { from: task.status, size, ...state, verdict: verdict.kind } };
-    const statements = await finishStatements(relay, task, verdict.kind === 'success'
+    const finished = await finishStatements(relay, task, verdict.kind === 'success'
       ? { to: 'completed', result, error: null, callbackBodyHash: bodyHash, events: [accepted] }
       : { to: 'failed', result, error: { code: 'provider_failed', message: verdict.message }, callbackBodyHash: bodyHash, events: [accepted] });
     return {
-      statements,
-      done: (results): CallbackOutcome => {
+      run: { finished },
+      done: ({ finished }): CallbackOutcome => {
         relay.changes.publish([task.id]);
-        return { outcome: 'accepted', task: toTaskRow(results[0][0]) };
+        return { outcome: 'accepted', task: toTaskRow(finished[0]) };
       },
     };
   });

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Relay } from '../context.ts';
 import { transact } from '../db/pipeline.ts';
-import type { CallbackConsume } from '../db/task-sql.ts';
+import type { CallbackConsume } from '../db/sql/callbacks.ts';
 import { storableBody } from '../outbound/http.ts';
 import { notifyJobOf } from '../writers/callbacks.ts';
 import type { CallbackOutcome, IncomingCallback } from './callback-outcome.ts';
-import { type CappedEventType, keptPayload, lockTask, recordCapped } from './capped-events.ts';
+import { type CappedEventType, keptPayload, recordCapped } from './capped-events.ts';
+import { lockTask } from '../db/sql/tasks.ts';
 import { consumeClassifiedCallback } from './classified-callback.ts';
 import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
@@ -53,6 +54,6 @@ export async function consumeCallback(relay: Relay, callback: IncomingCallback):
     outcome.outcome === 'duplicate' ? { type: 'callback.duplicate', data: { size } }
       : outcome.outcome === 'late' ? { type: 'callback.late', data: { status, size, ...keptPayload(stored) } }
         : { type: 'callback.rejected', data: { status, size } };
-  await transact(relay.sql, [lockTask(row.task.id), recordCapped(row.task.id, event)]);
+  await transact(relay.sql, { lock: lockTask(row.task.id), event: recordCapped(row.task.id, event) });
   return outcome;
 }

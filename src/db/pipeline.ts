@@ -94,37 +94,77 @@ export function combinePlans(...plans: Plan[]): Plan {
   };
 }
 
-/** Runs a plan as one transaction; returns the rows of its first statements. */
-export async function runPlan(sql: postgres.Sql, plan: Plan): Promise<Row[][]> {
+/**
+ * Statements by name, for one transaction: each entry is one statement or several (a statement
+ * with its job, folded into one or not), and its rows are those of its first statement. Results
+ * come back under the same names, so no caller reads `results[2][0]`.
+ */
+export type Steps<K extends string> = Record<K, Statement | Statement[]>;
+export type RowsOf<K extends string> = Record<K, Row[]>;
+
+/** The statements of `steps` in order, and how to name the rows they return. */
+function flatten<K extends string>(steps: Steps<K>): { statements: Statement[]; name: (results: Row[][]) => RowsOf<K> } {
+  const statements: Statement[] = [];
+  const firsts: Array<[K, number]> = [];
+  for (const [key, step] of Object.entries(steps) as Array<[K, Statement | Statement[]]>) {
+    const list = Array.isArray(step) ? step : [step];
+    firsts.push([key, list.length > 0 ? statements.length : -1]);
+    statements.push(...list);
+  }
+  return {
+    statements,
+    name: (results) => Object.fromEntries(firsts.map(([key, at]) => [key, at < 0 ? [] : results[at]])) as RowsOf<K>,
+  };
+}
+
+/**
+ * Runs a plan as one transaction; returns the rows of its first statement (the change that its
+ * jobs follow).
+ */
+export async function runPlan(sql: postgres.Sql, plan: Plan): Promise<Row[]> {
   const { statements, after } = plan;
-  if (!after) return transact(sql, statements);
+  if (!after) return (await transactAll(sql, statements))[0];
   return inTransaction(sql, async (conn) => {
     const results = (await pipelined(conn, [BEGIN, ...statements])).slice(1);
     await pipelined(conn, [...(await after(results)), COMMIT]);
-    return results;
+    return results[0];
   });
 }
 
-/** Runs `statements` as one transaction in one round trip; returns each statement's rows. */
-export async function transact(sql: postgres.Sql, statements: Statement[]): Promise<Row[][]> {
+/** Runs the named statements as one transaction in one round trip; returns each one's rows by name. */
+export async function transact<K extends string>(sql: postgres.Sql, steps: Steps<K>): Promise<RowsOf<K>> {
+  const { statements, name } = flatten(steps);
+  return name(await transactAll(sql, statements));
+}
+
+async function transactAll(sql: postgres.Sql, statements: Statement[]): Promise<Row[][]> {
   if (statements.length === 1) return [(await sql.unsafe(statements[0].text, statements[0].params as never[], { prepare: true })) as unknown as Row[]];
   return inTransaction(sql, async (conn) => (await pipelined(conn, [BEGIN, ...statements, COMMIT])).slice(1, -1));
 }
+
+/**
+ * What a `withLock` decision runs under the lock, and what it makes of the rows. A decision may
+ * take one of several shapes (its names are not checked against `done`'s: keep them together).
+ */
+export interface Decision<T> {
+  run: Steps<string>;
+  done: (rows: RowsOf<string>) => T;
+}
+
+/** A decision that writes nothing. */
+export const nothing = <T>(value: T): Decision<T> => ({ run: {}, done: () => value });
 
 /**
  * Lock-then-decide in two round trips: runs `lock` (a SELECT … FOR UPDATE) in a new transaction,
  * hands its rows to `decide`, then runs what `decide` returns and commits. Everything `decide`
  * writes is based on rows no one else can change meanwhile, so the writes need no second guess.
  */
-export async function withLock<T>(
-  sql: postgres.Sql,
-  lock: Statement,
-  decide: (rows: Row[]) => Promise<{ statements: Statement[]; done: (results: Row[][]) => T }> | { statements: Statement[]; done: (results: Row[][]) => T },
-): Promise<T> {
+export async function withLock<T>(sql: postgres.Sql, lock: Statement, decide: (locked: Row[]) => Promise<Decision<T>> | Decision<T>): Promise<T> {
   return inTransaction(sql, async (conn) => {
     const [, locked] = await pipelined(conn, [BEGIN, lock]);
-    const { statements, done } = await decide(locked);
+    const { run, done } = await decide(locked);
+    const { statements, name } = flatten(run);
     const results = await pipelined(conn, [...statements, COMMIT]);
-    return done(results.slice(0, -1));
+    return done(name(results.slice(0, -1)));
   });
 }

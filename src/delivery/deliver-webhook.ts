@@ -1,10 +1,11 @@
 import { eq } from 'drizzle-orm';
 import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { withLock } from '../db/pipeline.ts';
+import { nothing, withLock } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { type DeliveryRecord, lockById, recordDelivery } from '../db/task-sql.ts';
+import { type DeliveryRecord, recordDelivery } from '../db/sql/deliveries.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
@@ -134,8 +135,8 @@ export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDe
     // A replayed job (crash after the HTTP call) or one of an older round records nothing.
     const mine =
       current?.deliveryStatus === 'pending' && current.deliveryGeneration === job.generation && current.deliveryAttempts === job.attempt - 1;
-    if (!mine) return { statements: [], done: () => undefined };
+    if (!mine) return nothing(undefined);
     const next = await relay.jobs.send(Queues.notify, { taskId, generation: job.generation, attempt: job.attempt + 1 }, { startAfter: nextAt });
-    return { statements: foldJob(recordDelivery(record), next), done: () => undefined };
+    return { run: { recorded: foldJob(recordDelivery(record), next) }, done: () => undefined };
   });
 }

@@ -1,9 +1,10 @@
-import { eq, sql } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { statementOf, withLock } from '../db/pipeline.ts';
+import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertEvents, lockById } from '../db/task-sql.ts';
+import { startDeliveryRound } from '../db/sql/deliveries.ts';
+import { insertEvents } from '../db/sql/events.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import { conflict, invalid, notFound } from '../errors.ts';
 import { Queues } from '../jobs/queues.ts';
 import { isTerminal } from '../tasks/finish-task.ts';
@@ -21,18 +22,12 @@ export async function redeliverTask(relay: Relay, projectId: string, taskId: str
     if (!isTerminal(task.status)) throw conflict(`Task is not finished yet (current: ${task.status})`);
     const generation = task.deliveryGeneration + 1;
     return {
-      statements: [
-        statementOf(
-          relay.db
-            .update(tasks)
-            .set({ deliveryStatus: 'pending', deliveryAttempts: 0, deliveryNextAt: null, deliveryGeneration: generation, updatedAt: sql`now()` })
-            .where(eq(tasks.id, taskId))
-            .returning(),
-        ),
-        insertEvents(taskId, [{ type: 'delivery.redeliver_requested', data: { previous: task.deliveryStatus, generation } }]),
-        await relay.jobs.send(Queues.notify, { taskId, generation, attempt: 1 }),
-      ],
-      done: (results) => toTaskRow(results[0][0]),
+      run: {
+        restarted: startDeliveryRound(relay.db, taskId, generation),
+        event: insertEvents(taskId, [{ type: 'delivery.redeliver_requested', data: { previous: task.deliveryStatus, generation } }]),
+        job: await relay.jobs.send(Queues.notify, { taskId, generation, attempt: 1 }),
+      },
+      done: ({ restarted }) => toTaskRow(restarted[0]),
     };
   });
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import type { ProviderJob } from './poll-sql.ts';
+import type { ProviderJob } from '../db/sql/polling.ts';
 import type { SignatureCheck } from './verify-signature.ts';
 
 /** How often a held webhook re-reads its task for the submit answer. */

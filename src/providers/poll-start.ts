@@ -3,14 +3,14 @@ import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { combinePlans, type Plan } from '../db/pipeline.ts';
 import type { JobKeep } from '../jobs/job-sql.ts';
-import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/task-sql.ts';
+import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/sql/tasks.ts';
 import { type PayloadOf, type PollJob, type QueueName, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
 import { parseJsonBody, readPath, renderTemplate, type TemplateContext } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
-import type { ProviderJob } from './poll-sql.ts';
-import { POLLING_STARTED_JOBS, startPolling } from './poll-sql.ts';
+import type { ProviderJob } from '../db/sql/polling.ts';
+import { POLLING_STARTED_JOBS, startPolling } from '../db/sql/polling.ts';
 import { findPreset } from './preset.ts';
 
 export const isHttpUrl = (value: string) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);

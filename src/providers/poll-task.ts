@@ -1,10 +1,11 @@
 import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { withLock } from '../db/pipeline.ts';
+import { nothing, type Statement, withLock } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertEvents, lockById } from '../db/task-sql.ts';
+import { insertEvents } from '../db/sql/events.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
 import type { NewEvent } from '../tasks/events.ts';
@@ -13,8 +14,8 @@ import { finishStatements } from '../tasks/finish-task.ts';
 import { providerCallHeaders } from './auth-headers.ts';
 import { parseJsonBody, renderTemplate } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
-import type { ProviderJob } from './poll-sql.ts';
-import { countPoll } from './poll-sql.ts';
+import type { ProviderJob } from '../db/sql/polling.ts';
+import { countPoll } from '../db/sql/polling.ts';
 import { isHttpUrl, pollJobOptions } from './poll-start.ts';
 import { isProviderVerdict, judgePoll, judgeResultFetch, type PollVerdict, resultOf } from './poll-verdict.ts';
 
@@ -83,14 +84,15 @@ function stateOf(verdict: PollVerdict) {
 async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provider: ProviderJob, job: PollJob, verdict: PollVerdict, events: NewEvent[]) {
   const delayMs = nextPollDelayMs(relay, config, provider, job, verdict);
   await withLock(relay.sql, lockById(task.id), async (rows) => {
-    const none = { statements: [], done: () => undefined };
+    const none = nothing(undefined);
+    const recording = (statements: Statement | Statement[], done: () => void = () => undefined) => ({ run: { recorded: statements }, done });
     const current = rows[0] ? toTaskRow(rows[0]) : undefined;
     if (!current) return none;
     const terminalVerdict = verdict.kind === 'done' || verdict.kind === 'failed';
     if (current.status !== 'waiting' && current.status !== 'polling') {
       // A callback, signal, cancel or the deadline came first: that result stands, this one is history.
       return terminalVerdict
-        ? { statements: [insertEvents(task.id, [...events, { type: 'poll.superseded', data: { status: current.status, verdict: verdict.kind } }])], done: () => undefined }
+        ? recording(insertEvents(task.id, [...events, { type: 'poll.superseded', data: { status: current.status, verdict: verdict.kind } }]))
         : none;
     }
     if (current.pollCount !== job.poll) return none; // a replayed job: its poll was recorded already
@@ -98,21 +100,21 @@ async function recordPoll(relay: Relay, task: TaskRow, config: PollConfig, provi
       // The fallback poll is only a safety net: a status URL it may not read (401 without the
       // task's credentials, a refused address) says nothing of the job, and the task keeps
       // waiting for its callback or deadline. Only the provider's own verdict ends it.
-      return { statements: [countPoll(task.id, job.poll, [...events, { type: 'poll.stopped', data: { error: verdict.error } }])], done: () => undefined };
+      return recording(countPoll(task.id, job.poll, [...events, { type: 'poll.stopped', data: { error: verdict.error } }]));
     }
     const finished = () => relay.changes.publish([task.id]);
     if (verdict.kind === 'done') {
-      return { statements: await finishStatements(relay, current, { to: 'completed', result: resultOf(config, verdict.response), error: null, events }), done: finished };
+      return recording(await finishStatements(relay, current, { to: 'completed', result: resultOf(config, verdict.response), error: null, events }), finished);
     }
     if (verdict.kind === 'failed') {
-      return { statements: await finishStatements(relay, current, { to: 'failed', result: verdict.response ?? null, error: verdict.error, events }), done: finished };
+      return recording(await finishStatements(relay, current, { to: 'failed', result: verdict.response ?? null, error: verdict.error, events }), finished);
     }
     const nextAt = Date.now() + delayMs;
     (events[0].data as Record<string, unknown>).nextInMs = Math.round(delayMs);
     const counted = countPoll(task.id, job.poll, events);
     // Past the deadline no poll is scheduled: the deadline job ends the task as `timeout`.
-    if (nextAt >= Date.parse(provider.deadline)) return { statements: [counted], done: () => undefined };
+    if (nextAt >= Date.parse(provider.deadline)) return recording(counted);
     const next: PollJob = { taskId: task.id, poll: job.poll + 1, errors: verdict.kind === 'backoff' ? job.errors + 1 : 0 };
-    return { statements: foldJob(counted, await relay.jobs.send(Queues.poll, next, pollJobOptions(task, delayMs))), done: () => undefined };
+    return recording(foldJob(counted, await relay.jobs.send(Queues.poll, next, pollJobOptions(task, delayMs))));
   });
 }

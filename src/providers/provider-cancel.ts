@@ -2,13 +2,13 @@ import { eq } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { type Statement, transact } from '../db/pipeline.ts';
-import { insertEvents } from '../db/task-sql.ts';
+import { insertEvents } from '../db/sql/events.ts';
 import { type ProviderCancelJob, Queues } from '../jobs/queues.ts';
 import { providerCallHeaders } from './auth-headers.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
 import type { PollConfig } from './poll-config.ts';
 import { resolveCancel, submitContext } from './poll-start.ts';
-import type { ProviderJob } from './poll-sql.ts';
+import type { ProviderJob } from '../db/sql/polling.ts';
 
 /**
  * The job that asks the provider to stop, for a task that was just cancelled or timed out and
@@ -40,7 +40,7 @@ export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Pr
       ? { statusCode: answer.response.statusCode, duration: answer.response.duration, answer: answer.response.body.slice(0, 512) }
       : { error: answer.error, duration: answer.duration }),
   };
-  await transact(relay.sql, [insertEvents(task.id, [{ type: 'provider.cancel_attempt', data }])]);
+  await transact(relay.sql, { event: insertEvents(task.id, [{ type: 'provider.cancel_attempt', data }]) });
 }
 
 /**
@@ -54,5 +54,5 @@ export async function cancelOrphanedJob(relay: Relay, task: TaskRow, answer: Cap
   if (!target) return;
   const [current] = await relay.db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, task.id));
   if (current?.status !== 'cancelled') return;
-  await transact(relay.sql, [await relay.jobs.send(Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target })]);
+  await transact(relay.sql, { job: await relay.jobs.send(Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target }) });
 }

@@ -2,7 +2,7 @@ import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockById } from '../db/task-sql.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import { conflict, notFound } from '../errors.ts';
 import { providerCancelStatements } from '../providers/provider-cancel.ts';
 import { finishStatements, isTerminal } from './finish-task.ts';
@@ -17,17 +17,17 @@ export async function cancelTask(relay: Relay, projectId: string, taskId: string
     if (!task || task.projectId !== projectId) throw notFound();
     if (isTerminal(task.status)) throw conflict(`Task is already ${task.status}`);
     return {
-      statements: [
-        ...(await finishStatements(relay, task, {
+      run: {
+        cancelled: await finishStatements(relay, task, {
           to: 'cancelled',
           error: { code: 'cancelled', message: 'Cancelled by request' },
           events: [{ type: 'task.cancel_requested', data: { from: task.status } }],
-        })),
-        ...(await providerCancelStatements(relay, task, 'cancelled')),
-      ],
-      done: (results) => {
+        }),
+        providerCancel: await providerCancelStatements(relay, task, 'cancelled'),
+      },
+      done: ({ cancelled }) => {
         relay.changes.publish([task.id]);
-        return toTaskRow(results[0][0]);
+        return toTaskRow(cancelled[0]);
       },
     };
   });

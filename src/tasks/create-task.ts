@@ -1,12 +1,11 @@
-import { eq, sql } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import { mintCallbackToken, sha256Hex } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { pgErrorCode } from '../db/client.ts';
 import type { Deadline } from '../deadline.ts';
-import { statementOf, withLock } from '../db/pipeline.ts';
+import { nothing, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockByIdempotencyKey } from '../db/task-sql.ts';
+import { lockByIdempotencyKey, releaseIdempotencyKey } from '../db/sql/tasks.ts';
 import { AppError, invalid } from '../errors.ts';
 import type { CreateTaskInput } from './schemas.ts';
 import { uuidv7 } from '../ids.ts';
@@ -151,18 +150,15 @@ export async function createTask(
         if (existing.idempotencyFingerprint !== fingerprint && !isLegacyFingerprint(existing.idempotencyFingerprint, canonical!)) {
           throw new AppError('idempotency_conflict', 422, 'Idempotency-Key was already used with a different request body');
         }
-        return { statements: [], done: (): CreateTaskOutcome => ({ outcome: 'replayed', task: existing }) };
+        return nothing<CreateTaskOutcome>({ outcome: 'replayed', task: existing });
       }
       // Expired: the key is free again; the old task keeps everything but the key.
-      const release = existing
-        ? [statementOf(relay.db.update(tasks).set({ idempotencyKey: null, updatedAt: sql`now()` }).where(eq(tasks.id, existing.id)))]
-        : [];
       return {
-        statements: [...release, ...insert],
-        done: (results): CreateTaskOutcome => {
+        run: { released: existing ? releaseIdempotencyKey(relay.db, existing.id) : [], inserted: insert },
+        done: ({ inserted }): CreateTaskOutcome => {
           // The dispatch job's wake-up goes out after the commit (a delayed task needs none).
           relay.jobs.wake(wake);
-          return created(toTaskRow(results[release.length][0]));
+          return created(toTaskRow(inserted[0]));
         },
       };
     });

@@ -2,7 +2,7 @@ import type { TaskRow } from '../../drizzle/schema.ts';
 import { callbackUrlFor } from '../callbacks/token.ts';
 import type { Relay } from '../context.ts';
 import { runPlan } from '../db/pipeline.ts';
-import type { Transition } from '../db/task-sql.ts';
+import type { Transition } from '../db/sql/tasks.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { DispatchOutcome } from '../writers/dispatch.ts';
 import type { CapturedResponse, OutboundResult } from '../outbound/http.ts';
@@ -73,7 +73,7 @@ function guardOf(task: TaskRow, attempt: NewEvent) {
  */
 async function startPolling(relay: Relay, task: TaskRow, answer: OutboundResult, response: CapturedResponse): Promise<void> {
   const attempt = attemptEvent(task, answer);
-  const [changed] = await runPlan(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
+  const changed = await runPlan(relay.sql, await startPollingStatements(relay, task, response, guardOf(task, attempt), attempt));
   if (changed.length > 0) relay.changes.publish([task.id]);
   else await cancelOrphanedJob(relay, task, response);
 }

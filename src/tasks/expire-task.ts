@@ -1,8 +1,8 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
-import { withLock } from '../db/pipeline.ts';
+import { nothing, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { lockById } from '../db/task-sql.ts';
+import { lockById } from '../db/sql/tasks.ts';
 import type { PollConfig } from '../providers/poll-config.ts';
 import { providerCancelStatements } from '../providers/provider-cancel.ts';
 import { finishStatements } from './finish-task.ts';
@@ -14,12 +14,12 @@ import { finishStatements } from './finish-task.ts';
 export async function expireTask(relay: Relay, taskId: string): Promise<void> {
   await withLock(relay.sql, lockById(taskId), async (rows) => {
     const task = rows[0] ? toTaskRow(rows[0]) : undefined;
-    if (!task || (task.status !== 'waiting' && task.status !== 'polling')) return { statements: [], done: () => undefined };
+    if (!task || (task.status !== 'waiting' && task.status !== 'polling')) return nothing(undefined);
     return {
-      statements: [
-        ...(await finishStatements(relay, task, { to: 'timeout', error: { code: 'timeout', message: timeoutMessage(task) } })),
-        ...(await providerCancelStatements(relay, task, 'timeout')),
-      ],
+      run: {
+        timedOut: await finishStatements(relay, task, { to: 'timeout', error: { code: 'timeout', message: timeoutMessage(task) } }),
+        providerCancel: await providerCancelStatements(relay, task, 'timeout'),
+      },
       done: () => relay.changes.publish([task.id]),
     };
   });

@@ -2,7 +2,7 @@ import type { StoredError, StoredResult, TaskRow, TaskStatus } from '../../drizz
 import type { Relay } from '../context.ts';
 import { type Statement } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
-import { transition } from '../db/task-sql.ts';
+import { transition } from '../db/sql/tasks.ts';
 import { Queues } from '../jobs/queues.ts';
 import type { NewEvent } from './events.ts';
 

@@ -4,7 +4,7 @@ import { createBatcher } from '../db/batcher.ts';
 import type { ChangeFeed } from '../db/change-feed.ts';
 import { runPlan } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/task-sql.ts';
+import { ACCEPTED_CALLBACK_JOBS, type CallbackConsume, consumeCallbacks } from '../db/sql/callbacks.ts';
 import type { Jobs } from '../jobs/job-sql.ts';
 import { type CallbackNotifyJob, Queues } from '../jobs/queues.ts';
 import type { Timings } from '../timings.ts';
@@ -32,7 +32,7 @@ export function createCallbackConsumer(deps: { sql: postgres.Sql; jobs: Jobs; ti
       jobs: callbacks.map((c) => ({ id: c.ref, data: notifyJobOf(c), startAfter: deps.timings.promptFallbackSeconds })),
       keep: ACCEPTED_CALLBACK_JOBS,
     });
-    const [rows] = await runPlan(deps.sql, plan);
+    const rows = await runPlan(deps.sql, plan);
     deps.changes.publish(rows.filter((row) => row.outcome === 'accepted').map((row) => row.id as string));
     const byToken = new Map(rows.map((row) => [row.callback_hash as string, row]));
     return callbacks.map((c) => {

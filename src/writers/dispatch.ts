@@ -4,7 +4,7 @@ import { createBatcher } from '../db/batcher.ts';
 import type { ChangeFeed } from '../db/change-feed.ts';
 import { combinePlans, type Plan, runPlan, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { CHANGED_TASK_JOBS, claimForDispatch, type Transition, transitions } from '../db/task-sql.ts';
+import { CHANGED_TASK_JOBS, claimForDispatch, type Transition, transitions } from '../db/sql/tasks.ts';
 import type { Jobs, JobSpec } from '../jobs/job-sql.ts';
 import type { QueueName } from '../jobs/queues.ts';
 
@@ -16,7 +16,7 @@ import type { QueueName } from '../jobs/queues.ts';
  */
 export function createDispatchClaimer({ sql, changes }: { sql: postgres.Sql; changes: Pick<ChangeFeed, 'publish'> }): (taskId: string) => Promise<TaskRow | null> {
   const claim = async (taskIds: string[]): Promise<Array<TaskRow | null>> => {
-    const [rows] = await transact(sql, [claimForDispatch(taskIds)]);
+    const { claimed: rows } = await transact(sql, { claimed: claimForDispatch(taskIds) });
     // A retry's claim leaves the task `processing`: only the first one changes its status.
     changes.publish(rows.filter((row) => row.previous_status !== 'processing').map((row) => row.id as string));
     const byId = new Map(rows.map((row) => [row.id as string, row]));

@@ -3,7 +3,7 @@ import type { TaskRow } from '../../drizzle/schema.ts';
 import { createBatcher } from '../db/batcher.ts';
 import { type Statement, transact } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
-import { insertTasks, type TaskInsert } from '../db/task-sql.ts';
+import { insertTasks, type TaskInsert } from '../db/sql/tasks.ts';
 import { foldJobDeferringNotify, type Jobs, type JobSpec, type Wake } from '../jobs/job-sql.ts';
 import { Queues } from '../jobs/queues.ts';
 
@@ -32,7 +32,7 @@ export async function insertTaskStatements(jobs: Jobs, tasks: NewTask[]): Promis
 export function createTaskWriter(deps: { sql: postgres.Sql; jobs: Jobs }) {
   const write = async (tasks: NewTask[]): Promise<TaskRow[]> => {
     const { statements, wake } = await insertTaskStatements(deps.jobs, tasks);
-    const [rows] = await transact(deps.sql, statements);
+    const { inserted: rows } = await transact(deps.sql, { inserted: statements });
     deps.jobs.wake(wake);
     const byId = new Map(rows.map((row) => [row.id as string, row]));
     // Every task is in `rows` once the statement succeeded: it inserts all of them or fails.

@@ -1,7 +1,8 @@
 import type postgres from 'postgres';
 import type { TaskRow } from '../../drizzle/schema.ts';
 import type { ChangeFeed } from '../db/change-feed.ts';
-import type { CallbackConsume, DeliveryRecord } from '../db/task-sql.ts';
+import type { CallbackConsume } from '../db/sql/callbacks.ts';
+import type { DeliveryRecord } from '../db/sql/deliveries.ts';
 import type { Jobs } from '../jobs/job-sql.ts';
 import type { Timings } from '../timings.ts';
 import { type ConsumedRow, createCallbackConsumer } from './callbacks.ts';

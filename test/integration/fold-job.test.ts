@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { runPlan, transact } from '../../src/db/pipeline.ts';
 import { checkJobShapes, foldJob, foldJobDeferringNotify, foldJobsWhere, jobsStatement, jobStatement } from '../../src/jobs/job-sql.ts';
-import { ACCEPTED_CALLBACK_JOBS, CHANGED_TASK_JOBS, consumeCallbacks, insertTasks, recordDelivery, transition } from '../../src/db/task-sql.ts';
+import { ACCEPTED_CALLBACK_JOBS, consumeCallbacks } from '../../src/db/sql/callbacks.ts';
+import { CHANGED_TASK_JOBS, insertTasks, transition } from '../../src/db/sql/tasks.ts';
+import { recordDelivery } from '../../src/db/sql/deliveries.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
 
@@ -40,7 +42,7 @@ test('a folded statement writes the job and NOTIFYs only with the row it belongs
   const [before] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify'`;
   // A transition of a task that does not exist: the job is still written (data-modifying CTEs
   // always run), which is why every job handler checks the task before acting.
-  const [rows] = await transact(sql, foldJob(transition({ taskId: '00000000-0000-7000-8000-000000000001', from: ['waiting'], to: 'completed' }), await job()));
+  const { changed: rows } = await transact(sql, { changed: foldJob(transition({ taskId: '00000000-0000-7000-8000-000000000001', from: ['waiting'], to: 'completed' }), await job()) });
   assert.equal(rows.length, 0);
   const [afterCount] = await sql<{ n: number }[]>`select count(*)::int as n from pgboss.job where name = 'task.notify'`;
   assert.equal(afterCount.n, before.n + 1);

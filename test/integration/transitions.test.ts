@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
 import { transact } from '../../src/db/pipeline.ts';
-import { claimForDispatch, recordDeliveries, transitions } from '../../src/db/task-sql.ts';
+import { claimForDispatch, transitions } from '../../src/db/sql/tasks.ts';
+import { recordDeliveries } from '../../src/db/sql/deliveries.ts';
 import { Queues } from '../../src/jobs/queues.ts';
 import { sha256Hex } from '../../src/callbacks/token.ts';
 import { startTestRelay, type TestRelay } from '../helpers/relay.ts';
@@ -31,12 +32,12 @@ const eventsOf = async (id: string) => (await sql`select type, data from task_ev
 
 test('one statement, two guards: the one that holds changes its task, the other records its miss', async () => {
   const [a, b] = [await pendingTask(), await pendingTask()];
-  const [rows] = await transact(relay.running.relay.sql, [
-    transitions([
+  const { changed: rows } = await transact(relay.running.relay.sql, {
+    changed: transitions([
       { taskId: a, from: ['pending'], to: 'failed', error: { code: 'target_rejected', message: 'no' }, result: null, events: [{ type: 'dispatch.attempt', data: { attempt: 1 } }] },
       { taskId: b, from: ['waiting'], to: 'completed', eventsIfMissed: [{ type: 'dispatch.late_response', data: {} }] },
     ]),
-  ]);
+  });
   assert.deepEqual(rows.map((r) => r.id), [a]);
   const [ta] = await sql`select status, error, result is null as no_result, delivery_status, completed_at is not null as done from tasks where id = ${a}`;
   assert.deepEqual(ta, { status: 'failed', error: { code: 'target_rejected', message: 'no' }, no_result: true, delivery_status: 'pending', done: true });
@@ -49,9 +50,9 @@ test('one statement, two guards: the one that holds changes its task, the other 
 test('error: null clears the column to SQL NULL; leaving it out keeps it', async () => {
   const id = await pendingTask();
   await sql`update tasks set error = '{"code":"x","message":"y"}' where id = ${id}`;
-  await transact(relay.running.relay.sql, [transitions([{ taskId: id, from: ['pending'], to: 'processing' }])]);
+  await transact(relay.running.relay.sql, { changed: transitions([{ taskId: id, from: ['pending'], to: 'processing' }]) });
   assert.equal((await sql`select error->>'code' as code from tasks where id = ${id}`)[0].code, 'x');
-  await transact(relay.running.relay.sql, [transitions([{ taskId: id, from: ['processing'], to: 'waiting', error: null }])]);
+  await transact(relay.running.relay.sql, { changed: transitions([{ taskId: id, from: ['processing'], to: 'waiting', error: null }]) });
   assert.equal((await sql`select error is null as cleared from tasks where id = ${id}`)[0].cleared, true);
 });
 
@@ -81,13 +82,13 @@ test('outcomes recorded together: each task gets its change and its own follow-u
 test('delivery attempts recorded in one statement: each is checked against its own round and attempt', async () => {
   const [a, b] = [await pendingTask(), await pendingTask()];
   await sql`update tasks set status = 'completed', delivery_status = 'pending', delivery_attempts = 0 where id = any(${[a, b]}::uuid[])`;
-  const [rows] = await transact(relay.running.relay.sql, [
-    recordDeliveries([
+  const { recorded: rows } = await transact(relay.running.relay.sql, {
+    recorded: recordDeliveries([
       { taskId: a, status: 'delivered', attempt: 1, nextAt: null, generation: 0, events: [{ type: 'delivery.succeeded', data: { attempt: 1 } }] },
       // Attempt 2 of b's round cannot be recorded before attempt 1 is.
       { taskId: b, status: 'failed', attempt: 2, nextAt: null, generation: 0, events: [{ type: 'delivery.exhausted', data: { attempts: 2 } }] },
     ]),
-  ]);
+  });
   assert.deepEqual(rows.map((r) => r.id), [a]);
   const states = await sql`select id, delivery_status, delivery_attempts from tasks where id = any(${[a, b]}::uuid[])`;
   assert.deepEqual(Object.fromEntries(states.map((r) => [r.id, [r.delivery_status, r.delivery_attempts]])), { [a]: ['delivered', 1], [b]: ['pending', 0] });

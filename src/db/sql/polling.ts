@@ -1,11 +1,11 @@
-import type { Statement } from '../db/pipeline.ts';
-import type { JobKeep } from '../jobs/job-sql.ts';
-import { eventsParam } from '../db/task-sql.ts';
-import type { NewEvent } from '../tasks/events.ts';
+import type { JobKeep } from '../../jobs/job-sql.ts';
+import type { NewEvent } from '../../tasks/events.ts';
+import type { Statement } from '../pipeline.ts';
+import { eventsParam } from './json-input.ts';
 
 /*
- * The poll engine's own statements, constant SQL shaped `with … select …` so a pg-boss job folds
- * into them (db/pipeline.ts foldJob).
+ * The poll engine's columns of tasks (provider_job, poll_count): constant SQL shaped
+ * `with … select …` so a pg-boss job folds into it (jobs/job-sql.ts foldJob).
  */
 
 /** The provider's job as the relay knows it once the submit answered. Nothing in it is a credential. */

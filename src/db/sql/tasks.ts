@@ -1,41 +1,20 @@
-import type { StoredError, StoredResult, TaskStatus, tasks } from '../../drizzle/schema.ts';
-import type { NewEvent } from '../tasks/events.ts';
-import type { JobKeep } from '../jobs/job-sql.ts';
-import type { Statement } from './pipeline.ts';
+import { eq, sql } from 'drizzle-orm';
+import { type StoredError, type StoredResult, type TaskStatus, tasks } from '../../../drizzle/schema.ts';
+import type { NewEvent } from '../../tasks/events.ts';
+import type { JobKeep } from '../../jobs/job-sql.ts';
+import type { DbOrTx } from '../client.ts';
+import { type Statement, statementOf } from '../pipeline.ts';
+import { eventRows, refuseRepeats } from './json-input.ts';
 
 /*
  * The statements on a task's hot path (create, dispatch, callback, delivery), written once as
  * constant SQL so PostgreSQL prepares each a single time per connection and no query is built
  * per call: profiles of the benchmark showed query building as a sixth of the relay's CPU.
- * Everything else goes through drizzle's builder. Parameters are driver values (drizzle sets
+ * Everything else goes through drizzle's builder (the other files of db/sql/). Parameters are driver values (drizzle sets
  * postgres.js to pass json and timestamps through as text), hence JSON.stringify and ISO dates.
  */
 
 const TERMINAL = `('completed', 'failed', 'timeout', 'cancelled')`;
-
-/** Events as the statements read them (`e->>'type'`, `e->'data'`), inside a jsonb parameter. */
-const eventRows = (events: NewEvent[]) => events.map((e) => ({ type: e.type, data: e.data ?? {} }));
-
-/** Events as one jsonb parameter, so one prepared statement records any number of them. */
-export const eventsParam = (events: NewEvent[]) => JSON.stringify(eventRows(events));
-
-/**
- * The batched statements change a row once per statement: an UPDATE … FROM with two input rows
- * for the same task applies one of them, unpredictably, so a batch naming a task (or token) twice
- * is refused, and the batcher writes its items one by one.
- */
-function refuseRepeats(keys: string[], what: string): void {
-  if (new Set(keys).size !== keys.length) throw new Error(`${what} appears twice in one statement`);
-}
-
-const INSERT_EVENTS = `
-  insert into task_events (task_id, type, data)
-  select $1, e->>'type', e->'data' from jsonb_array_elements($2::jsonb) e`;
-
-/** Appends timeline events, in whatever transaction the statement runs in. */
-export function insertEvents(taskId: string, events: NewEvent[]): Statement {
-  return { text: INSERT_EVENTS, params: [taskId, eventsParam(events)] };
-}
 
 const INSERT_TASKS = `
   with input as (
@@ -196,6 +175,18 @@ export function transitions(ts: Transition[]): Statement {
   return { text: TRANSITIONS, params: [JSON.stringify(rows)] };
 }
 
+/**
+ * Only the jobs of tasks whose compare-and-set held (the `changed` rows of `transitions`): a
+ * follow-up job of a change that lost the race to a callback, a cancel or a signal is not written.
+ */
+export const CHANGED_TASK_JOBS: JobKeep = {
+  sql: `(j->'data'->>'taskId')::uuid in (select id from changed)`,
+  keeps: (rows) => {
+    const ids = new Set(rows.map((row) => row.id));
+    return (job) => ids.has((job.data as { taskId?: string }).taskId);
+  },
+};
+
 const LOCK_BY_ID = `select * from tasks where id = $1 for update`;
 const LOCK_BY_CALLBACK = `select * from tasks where callback_hash = $1 for update`;
 
@@ -213,6 +204,11 @@ const LOCK_BY_IDEMPOTENCY_KEY = `
 export const lockById = (taskId: string): Statement => ({ text: LOCK_BY_ID, params: [taskId] });
 export const lockByIdempotencyKey = (projectId: string, key: string, keyHash: string): Statement => ({ text: LOCK_BY_IDEMPOTENCY_KEY, params: [projectId, key, keyHash] });
 export const lockByCallbackHash = (hash: string): Statement => ({ text: LOCK_BY_CALLBACK, params: [hash] });
+
+const LOCK_TASK = `select 1 from tasks where id = $1 for update`;
+
+/** The row lock alone, for a statement that needs it taken first (db/sql/events.ts `recordCappedEvent`). */
+export const lockTask = (taskId: string): Statement => ({ text: LOCK_TASK, params: [taskId] });
 
 const CLAIM = `
   with current as (
@@ -244,146 +240,7 @@ export function claimForDispatch(taskIds: string[]): Statement {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-const RECORD_DELIVERIES = `
-  with input as (
-    select * from jsonb_to_recordset($1::jsonb) as t(task_id uuid, status text, attempt integer, next_at timestamptz,
-      generation integer, events jsonb)
-  ), recorded as (
-    update tasks set delivery_status = i.status, delivery_attempts = i.attempt, delivery_next_at = i.next_at, updated_at = now()
-    from input i
-    where tasks.id = i.task_id and tasks.delivery_status = 'pending' and tasks.delivery_generation = i.generation
-      and tasks.delivery_attempts = i.attempt - 1
-    returning tasks.id
-  ), events as (
-    insert into task_events (task_id, type, data)
-    select recorded.id, e->>'type', e->'data' from recorded join input i on i.task_id = recorded.id, jsonb_array_elements(i.events) e
-  )
-  select id from recorded`;
-
-export interface DeliveryRecord {
-  taskId: string;
-  status: 'pending' | 'delivered' | 'failed';
-  attempt: number;
-  nextAt: Date | null;
-  generation: number;
-  events: NewEvent[];
+/** An idempotency key past its window is free again: the old task keeps everything but the key. */
+export function releaseIdempotencyKey(db: DbOrTx, taskId: string): Statement {
+  return statementOf(db.update(tasks).set({ idempotencyKey: null, updatedAt: sql`now()` }).where(eq(tasks.id, taskId)));
 }
-
-/** Records one onComplete attempt if it is still the expected one (generation and attempt number). */
-export function recordDelivery(args: DeliveryRecord): Statement {
-  return recordDeliveries([args]);
-}
-
-/** Several attempts' records in one statement; a task may appear once (see `transitions`). */
-export function recordDeliveries(records: DeliveryRecord[]): Statement {
-  refuseRepeats(records.map((r) => r.taskId), 'recordDeliveries: a task');
-  const rows = records.map((r) => ({
-    task_id: r.taskId,
-    status: r.status,
-    attempt: r.attempt,
-    next_at: r.nextAt?.toISOString(),
-    generation: r.generation,
-    events: eventRows(r.events),
-  }));
-  return { text: RECORD_DELIVERIES, params: [JSON.stringify(rows)] };
-}
-
-const CONSUME_CALLBACKS = `
-  with input as (
-    select * from jsonb_to_recordset($1::jsonb) as t(token_hash text, body_hash text, headers jsonb, body text,
-      extra jsonb, size integer, ref text)
-  ), found as (
-    select tasks.* from tasks join input i on tasks.callback_hash = i.token_hash for update of tasks
-  ), accepted as (
-    update tasks set
-      status = 'completed',
-      result = jsonb_build_object('statusCode', 200, 'headers', i.headers, 'body', i.body,
-        'duration', greatest(0, floor(extract(epoch from clock_timestamp() - coalesce(found.dispatched_at, found.created_at)) * 1000))::bigint) || i.extra,
-      error = null,
-      callback_body_hash = i.body_hash,
-      callback_ref = i.ref,
-      completed_at = now(),
-      delivery_status = case when found.on_complete_url is not null then 'pending' end,
-      delivery_attempts = 0,
-      updated_at = now()
-    from found join input i on i.token_hash = found.callback_hash
-    where tasks.id = found.id and found.callback_body_hash is null and found.callback_rules is null
-      and found.status in ('pending', 'processing', 'waiting', 'polling')
-    returning tasks.*
-  ), outcome as (
-    select found.id, found.status as prior_status, i.size,
-      case
-        when exists (select 1 from accepted a where a.id = found.id) then 'accepted'
-        -- A task with callback rules (preset, classification, signature) is decided in code: no writes here.
-        when found.callback_rules is not null then 'classify'
-        when found.callback_body_hash = i.body_hash then 'duplicate'
-        when found.status in ('timeout', 'cancelled') then 'late'
-        else 'conflict'
-      end as outcome
-    from found join input i on i.token_hash = found.callback_hash
-  ), events as (
-    -- Only the acceptance is recorded here: duplicates, late and rejected callbacks are recorded by
-    -- the caller within their per-task caps (callbacks/capped-events.ts), off the hot path.
-    insert into task_events (task_id, type, data)
-    select o.id, e.type, e.data from outcome o cross join lateral (
-      select 'callback.accepted' as type, jsonb_build_object('from', o.prior_status, 'size', o.size) as data
-      union all select 'status.changed', jsonb_build_object('from', o.prior_status, 'to', 'completed')
-    ) e where o.outcome = 'accepted'
-  ), result as (
-    select * from accepted union all select * from found f where not exists (select 1 from accepted a where a.id = f.id)
-  )
-  select o.outcome, r.* from outcome o join result r on r.id = o.id`;
-
-/** One callback as the statement takes it. */
-export interface CallbackConsume {
-  tokenHash: string;
-  bodyHash: string;
-  contentType?: string;
-  body: string;
-  bodyEncoding?: 'base64';
-  size: number;
-  /** Random id of this request, stored if it is accepted. */
-  ref: string;
-}
-
-/**
- * Providers' callbacks, decided and written in one statement under the row locks: accept each
- * (complete the task with the body as its result, consume the token), or tell it a duplicate, a
- * late arrival or a conflict (for the caller to record). Returns, per known token, `outcome` plus the task row
- * as it now is; no row for an unknown token. A task with callback rules comes back as
- * `classify`, unchanged. A token may appear once per statement (see `transitions`).
- */
-export function consumeCallbacks(callbacks: CallbackConsume[]): Statement {
-  refuseRepeats(callbacks.map((c) => c.tokenHash), 'consumeCallbacks: a token');
-  const rows = callbacks.map((c) => ({
-    token_hash: c.tokenHash,
-    body_hash: c.bodyHash,
-    headers: c.contentType ? { 'content-type': c.contentType } : {},
-    body: c.body,
-    extra: c.bodyEncoding ? { bodyEncoding: c.bodyEncoding } : {},
-    size: c.size,
-    ref: c.ref,
-  }));
-  return { text: CONSUME_CALLBACKS, params: [JSON.stringify(rows)] };
-}
-
-/** Only the jobs of accepted callbacks are kept: their `ref` is stored by the statement that accepted them. */
-export const ACCEPTED_CALLBACK_JOBS: JobKeep = {
-  sql: `j->'data'->>'ref' in (select callback_ref from accepted)`,
-  keeps: (rows) => {
-    const refs = new Set(rows.filter((row) => row.outcome === 'accepted').map((row) => row.callback_ref));
-    return (job) => refs.has((job.data as { ref?: string }).ref);
-  },
-};
-
-/**
- * Only the jobs of tasks whose compare-and-set held (the `changed` rows of `transitions`): a
- * follow-up job of a change that lost the race to a callback, a cancel or a signal is not written.
- */
-export const CHANGED_TASK_JOBS: JobKeep = {
-  sql: `(j->'data'->>'taskId')::uuid in (select id from changed)`,
-  keeps: (rows) => {
-    const ids = new Set(rows.map((row) => row.id));
-    return (job) => ids.has((job.data as { taskId?: string }).taskId);
-  },
-};
