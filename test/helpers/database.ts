@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { afterEach } from 'node:test';
 import postgres from 'postgres';
 import { urlForDatabase, withoutPassword } from './postgres-url.ts';
 
@@ -10,10 +9,10 @@ export { urlForDatabase };
  * Test databases are cloned from a migrated template (with pg-boss installed) that test/run.ts
  * prepares once, so each test file gets a fresh, fully migrated database in well under a second.
  *
- * They are dropped when the test file's process ends, unless a test in that file failed: then
- * every database the file made is kept, and named (with a URL without the password) under each
- * failing test and on stderr, so the state that failed can be inspected. Each file runs in its
- * own process, so "this process" is "this file".
+ * They are dropped when the test file's process ends, unless something in that file failed: then
+ * every database the file made is kept, and named on stderr with a URL without the password, so
+ * the state that failed can be inspected. Each file runs in its own process: "the process" is
+ * "the file".
  */
 export function testEnv(): { adminUrl: string; template: string } {
   const adminUrl = process.env.TEST_ADMIN_URL;
@@ -26,40 +25,29 @@ export interface TestDatabase {
   name: string;
   url: string;
   /**
-   * Nothing happens yet: the database is dropped when the file ends, if all its tests passed.
-   * A test's cleanup (a `finally`, an `after`) runs before node:test has marked it failed, so
-   * the decision cannot be made here.
+   * Nothing happens yet: the database is dropped when the file ends, unless something in it
+   * failed. A test's cleanup (a `finally`, an `after`) runs before node:test has marked it
+   * failed, so the decision cannot be made here.
    */
   drop(): Promise<void>;
 }
 
 const made: TestDatabase[] = [];
-let failed = false;
-
-// Registered when the file imports this module, before it declares its tests, so it runs after
-// every one of them, nested ones included.
-afterEach((t) => {
-  // TestContext.passed is missing from @types/node, not from node:test.
-  if (!('passed' in t) || t.passed) return;
-  failed = true;
-  for (const database of made) t.diagnostic(keptLine(database));
-});
 
 let settled = false;
 process.on('beforeExit', () => {
   if (settled || made.length === 0) return;
   settled = true;
   // node:test reports the file in its own beforeExit handler and sets process.exitCode when
-  // anything failed, including what no afterEach sees (a suite's `before` hook, an error thrown
-  // after its test ended). One turn later that verdict is in.
+  // anything failed: a test, a suite's hook, an error thrown after its test ended (a failing
+  // `todo` test does not count). One turn later that verdict is in.
   setImmediate(() => void settle());
 });
 
 async function settle(): Promise<void> {
-  if (failed || Number(process.exitCode ?? 0) !== 0) {
+  if (Number(process.exitCode ?? 0) !== 0) {
     for (const database of made) {
-      // Named under the failing test already, unless what failed was not a test.
-      if (!failed) process.stderr.write(`${keptLine(database)}\n`);
+      process.stderr.write(`${keptLine(database)}\n`);
       // test/run.ts lists every kept database once more at the end of the run.
       if (process.env.TEST_KEPT_LIST) appendFileSync(process.env.TEST_KEPT_LIST, `${keptLine(database)}\n`);
     }
