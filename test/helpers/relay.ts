@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
-import { loadConfig } from '../../src/config.ts';
+import { type Config, loadConfig } from '../../src/config.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import type { Timings } from '../../src/timings.ts';
 import { type RunningRelay, type StartOptions, startRelay } from '../../src/main.ts';
@@ -23,6 +23,8 @@ export const FAST_TIMINGS: Timings = {
 
 export interface TestRelay {
   running: RunningRelay;
+  /** The configuration it was started with (test/helpers/app.ts builds apps from it). */
+  config: Config;
   database: TestDatabase;
   baseUrl: string;
   apiKey: string;
@@ -87,6 +89,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   const baseUrl = `http://127.0.0.1:${running.port}`;
   return {
     running,
+    config,
     database,
     baseUrl,
     apiKey,
