@@ -108,7 +108,11 @@ export function createApp({ relay, keys, readiness, limits, trustedProxies, admi
 
   app.notFound((c) => problem(c, 404, 'not_found', `No route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {
-    if (error instanceof AppError) return problem(c, error.status as 400, error.code, error.message);
+    if (error instanceof AppError) {
+      // DESIGN §8: every 503 says when to come back.
+      if (error.status === 503) c.header('retry-after', '2');
+      return problem(c, error.status as 400, error.code, error.message);
+    }
     if (isDatabaseUnavailable(error)) {
       // DESIGN §8: an outage is answered 503 with Retry-After, never 500; a provider retries its callback.
       relay.log.warn({ requestId: c.get('requestId'), code: (error as { code?: string }).code }, 'database unavailable; answered 503');

@@ -31,8 +31,11 @@ export function problem(c: Context, status: ContentfulStatusCode, code: ErrorCod
 
 /** A 429 problem with Retry-After (and any extra headers). */
 export function tooMany(c: Context, retryAfterSeconds: number, detail: string, extra: Record<string, string> = {}): Response {
-  return new Response(problemBody(429, 'rate_limited', detail, (c.get('requestId') as string | undefined) ?? ''), {
+  const requestId = (c.get('requestId') as string | undefined) ?? '';
+  // A Response of its own (middleware answers with it before any route ran): hono's context
+  // headers (X-Request-Id) are not carried over, so they are set here.
+  return new Response(problemBody(429, 'rate_limited', detail, requestId), {
     status: 429,
-    headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...extra },
+    headers: { 'content-type': 'application/problem+json', 'retry-after': String(retryAfterSeconds), ...(requestId && { 'x-request-id': requestId }), ...extra },
   });
 }
