@@ -65,3 +65,14 @@ export function sendableHeaders(headers: Record<string, string>, ctx: z.Refineme
     if (why) ctx.addIssue({ code: 'custom', path: [name], message: why });
   }
 }
+
+/**
+ * Header names whose values are credentials. Views and logs show "[redacted]" instead of the value
+ * (tasks/redact.ts); the real value lives only inside the sealed request blob, and a redirect to
+ * another origin does not carry it (outbound/http.ts).
+ */
+const SENSITIVE = /authorization|cookie|key|token|secret|password|passwd|signature|credential|session|auth/i;
+
+export function isSensitiveHeader(name: string): boolean {
+  return SENSITIVE.test(name);
+}

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { type AddressClass, type NetworkList, parseNetworks, refusalOf } from './address-policy.ts';
-import { isSensitiveHeader } from '../tasks/redact.ts';
+import { isSensitiveHeader } from './header-rules.ts';
 
 /** One outbound HTTP call (a target dispatch, a poll or a webhook delivery). */
 export interface OutboundRequest {

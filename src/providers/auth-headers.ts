@@ -1,7 +1,7 @@
 import type { TaskRow } from '../../drizzle/schema.ts';
 import { CALLBACK_PLACEHOLDER } from '../callbacks/token.ts';
 import type { Keyring } from '../secrets/keyring.ts';
-import { isSensitiveHeader } from '../tasks/redact.ts';
+import { isSensitiveHeader } from '../outbound/header-rules.ts';
 import { openRequest } from '../tasks/sealed-request.ts';
 import type { PollConfig } from './poll-config.ts';
 import { findPreset } from './preset.ts';

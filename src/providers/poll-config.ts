@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HeaderName, HeaderValue, sendableHeaders } from '../outbound/header-rules.ts';
-import { isSensitiveHeader, redactUrl } from '../tasks/redact.ts';
+import { isSensitiveHeader } from '../outbound/header-rules.ts';
+import { redactUrl } from '../tasks/redact.ts';
 import { canonicalUrl } from '../tasks/url-template.ts';
 import { invalidRef, PATH_SHAPE, templateRefs } from './json-path.ts';
 

@@ -1,8 +1,4 @@
-/**
- * Header names whose values are credentials. Views and logs show "[redacted]" instead of the value;
- * the real value lives only inside the sealed request blob.
- */
-const SENSITIVE = /authorization|cookie|key|token|secret|password|passwd|signature|credential|session|auth/i;
+import { isSensitiveHeader } from '../outbound/header-rules.ts';
 /**
  * URL parameter names that are credentials although no header would be called so: Azure SAS
  * `sig`, `pwd`/`pass`/`pw`, bare `jwt`/`hmac`.
@@ -10,10 +6,6 @@ const SENSITIVE = /authorization|cookie|key|token|secret|password|passwd|signatu
 const SENSITIVE_PARAM = /^(sig|pwd|pass|pw|passphrase|jwt|hmac)$/i;
 
 export const REDACTED = '[redacted]';
-
-export function isSensitiveHeader(name: string): boolean {
-  return SENSITIVE.test(name);
-}
 
 /** A copy of `headers` with every sensitive value replaced by "[redacted]". */
 export function redactHeaders(headers: Record<string, string>): Record<string, string> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isSensitiveHeader, REDACTED, redactHeaders, redactUrl } from '../../src/tasks/redact.ts';
+import { isSensitiveHeader } from '../../src/outbound/header-rules.ts';
+import { REDACTED, redactHeaders, redactUrl } from '../../src/tasks/redact.ts';
 import { canonicalUrl } from '../../src/tasks/url-template.ts';
 
 describe('header redaction', () => {
