@@ -1,4 +1,5 @@
 import postgres from 'postgres';
+import { readTaskStatuses } from './sql/task-reads.ts';
 
 /** The PostgreSQL channel; payloads are task ids joined by commas. */
 export const CHANGE_CHANNEL = 'asyncrelay_task_changes';
@@ -261,8 +262,5 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
 
 /** Task versions for long-polls: their status. */
 export function taskStatuses(sql: postgres.Sql): (taskIds: string[]) => Promise<Map<string, string>> {
-  return async (taskIds) => {
-    const rows = await sql.unsafe('select id, status from tasks where id = any($1::uuid[])', [taskIds], { prepare: true });
-    return new Map(rows.map((row) => [row.id as string, row.status as string]));
-  };
+  return (taskIds) => readTaskStatuses(sql, taskIds);
 }

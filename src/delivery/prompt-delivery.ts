@@ -1,7 +1,7 @@
-import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { projects, type TaskRow } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Db } from '../db/client.ts';
+import { readProjectSecret } from '../db/sql/projects.ts';
 import type { Jobs } from '../jobs/job-sql.ts';
 import { type CallbackNotifyJob, Queues } from '../jobs/queues.ts';
 import { createFairScheduler } from '../limits/fair-scheduler.ts';
@@ -91,9 +91,9 @@ export function createPromptDelivery(relay: PromptDeliveryDeps, limits: PromptDe
   const secretOf = async (projectId: string): Promise<string> => {
     const hit = secrets.get(projectId);
     if (hit && Date.now() - hit.at < SECRET_TTL_MS) return hit.sealed;
-    const [row] = await relay.db.select({ sealed: projects.webhookSecretSealed }).from(projects).where(eq(projects.id, projectId));
-    secrets.set(projectId, { sealed: row.sealed, at: Date.now() });
-    return row.sealed;
+    const sealed = await readProjectSecret(relay.db, projectId);
+    secrets.set(projectId, { sealed, at: Date.now() });
+    return sealed;
   };
 
   /** Hands the attempt to its durable job, due now (the job's id is the callback's ref). */

@@ -1,8 +1,16 @@
-import { and, desc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { customAlphabet } from 'nanoid';
-import { apiKeys, projects } from '../../drizzle/schema.ts';
 import { sha256Hex } from '../callbacks/token.ts';
 import type { DbOrTx } from '../db/client.ts';
+import {
+  findActiveKeyByHashes,
+  findActiveKeyIdsByRef,
+  insertApiKey,
+  insertApiKeyUnlessStored,
+  listApiKeysNewestFirst,
+  replaceLegacyKeyHash,
+  revokeActiveKey,
+} from '../db/sql/api-keys.ts';
+import { projectExists } from '../db/sql/projects.ts';
 import type { ServerHashes } from '../secrets/server-secret.ts';
 
 // Alphanumeric only: a key survives copy-paste, shells and URLs unescaped. 40 chars ≈ 238 bits.
@@ -33,30 +41,21 @@ export function legacyKeyHash(key: string): string {
  */
 export async function upgradeLegacyKey(db: DbOrTx, hashes: ServerHashes, key: string): Promise<boolean> {
   const hmac = hashes.apiKey(key);
-  const rows = await db
-    .update(apiKeys)
-    .set({ keyHash: hmac, prefix: keyPrefix(key) })
-    .where(and(eq(apiKeys.keyHash, legacyKeyHash(key)), sql`not exists (select 1 from api_keys where key_hash = ${hmac})`))
-    .returning({ id: apiKeys.id });
-  return rows.length > 0;
+  return replaceLegacyKeyHash(db, legacyKeyHash(key), hmac, keyPrefix(key));
 }
 
 /** Stores the hash of an existing key (RELAY_API_KEYS); a key already stored is left as is (a legacy row is upgraded). */
 export async function storeApiKey(db: DbOrTx, hashes: ServerHashes, projectId: string, name: string, key: string): Promise<void> {
   await upgradeLegacyKey(db, hashes, key);
-  await db
-    .insert(apiKeys)
-    .values({ id: `key_${keyId()}`, projectId, name, keyHash: hashes.apiKey(key), prefix: keyPrefix(key) })
-    .onConflictDoNothing({ target: apiKeys.keyHash });
+  await insertApiKeyUnlessStored(db, { id: `key_${keyId()}`, projectId, name, keyHash: hashes.apiKey(key), prefix: keyPrefix(key) });
 }
 
 /** Mints a new key. The clear key is returned once and never stored. */
 export async function createApiKey(db: DbOrTx, hashes: ServerHashes, projectId: string, name: string): Promise<{ id: string; key: string }> {
-  const [project] = await db.select({ id: projects.id }).from(projects).where(eq(projects.id, projectId));
-  if (!project) throw new Error(`No project "${projectId}"`);
+  if (!(await projectExists(db, projectId))) throw new Error(`No project "${projectId}"`);
   const key = `ar_${keyBody()}`;
   const id = `key_${keyId()}`;
-  await db.insert(apiKeys).values({ id, projectId, name, keyHash: hashes.apiKey(key), prefix: keyPrefix(key) });
+  await insertApiKey(db, { id, projectId, name, keyHash: hashes.apiKey(key), prefix: keyPrefix(key) });
   return { id, key };
 }
 
@@ -74,17 +73,14 @@ export interface ActiveKey {
 export async function findActiveKey(db: DbOrTx, hashes: ServerHashes, key: string): Promise<ActiveKey | undefined> {
   const hmac = hashes.apiKey(key);
   const legacy = legacyKeyHash(key);
-  const [row] = await db
-    .select({ projectId: apiKeys.projectId, keyHash: apiKeys.keyHash })
-    .from(apiKeys)
-    .where(and(inArray(apiKeys.keyHash, [hmac, legacy]), isNull(apiKeys.revokedAt)));
+  const row = await findActiveKeyByHashes(db, [hmac, legacy]);
   if (!row) return undefined;
   if (row.keyHash === legacy && (await upgradeLegacyKey(db, hashes, key).catch(() => false))) return { projectId: row.projectId, keyHash: hmac };
   return row;
 }
 
 export async function listApiKeys(db: DbOrTx) {
-  return db.select({ id: apiKeys.id, projectId: apiKeys.projectId, name: apiKeys.name, prefix: apiKeys.prefix, createdAt: apiKeys.createdAt, revokedAt: apiKeys.revokedAt }).from(apiKeys).orderBy(desc(apiKeys.createdAt));
+  return listApiKeysNewestFirst(db);
 }
 
 /**
@@ -97,19 +93,8 @@ export async function listApiKeys(db: DbOrTx) {
  */
 export async function revokeApiKey(db: DbOrTx, hashes: ServerHashes, ref: string): Promise<{ revoked: string[]; ambiguous?: number }> {
   const byHash = [legacyKeyHash(ref), ...(hashes.unavailable ? [] : [hashes.apiKey(ref)])];
-  const match = or(eq(apiKeys.id, ref), eq(apiKeys.prefix, ref), inArray(apiKeys.keyHash, byHash));
-  const candidates = await db.select({ id: apiKeys.id }).from(apiKeys).where(and(match, isNull(apiKeys.revokedAt)));
+  const candidates = await findActiveKeyIdsByRef(db, ref, byHash);
   if (candidates.length > 1) return { revoked: [], ambiguous: candidates.length };
   if (candidates.length === 0) return { revoked: [] };
-  const rows = await db
-    .update(apiKeys)
-    .set({ revokedAt: sql`now()` })
-    .where(and(eq(apiKeys.id, candidates[0].id), isNull(apiKeys.revokedAt)))
-    .returning({ id: apiKeys.id });
-  return { revoked: rows.map((r) => r.id) };
-}
-
-export async function countActiveKeys(db: DbOrTx): Promise<number> {
-  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(apiKeys).where(isNull(apiKeys.revokedAt));
-  return row.n;
+  return { revoked: await revokeActiveKey(db, candidates[0]) };
 }

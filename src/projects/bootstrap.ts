@@ -1,14 +1,12 @@
-import { eq, sql } from 'drizzle-orm';
-import { projects } from '../../drizzle/schema.ts';
 import type { Db } from '../db/client.ts';
+import { countActiveKeys } from '../db/sql/api-keys.ts';
+import { findProject, insertProject, lockBootstrap, setProjectSecret } from '../db/sql/projects.ts';
 import { generateWebhookSecret } from '../delivery/sign.ts';
 import type { Keyring } from '../secrets/keyring.ts';
 import type { ServerHashes } from '../secrets/server-secret.ts';
-import { countActiveKeys, createApiKey, storeApiKey } from './api-keys.ts';
+import { createApiKey, storeApiKey } from './api-keys.ts';
 
 export const DEFAULT_PROJECT = 'default';
-/** Serialises bootstraps of replicas starting together. */
-const BOOTSTRAP_LOCK = 0x62_6f_6f_74; // "boot"
 
 export interface BootstrapResult {
   /** A key minted because none existed: printed once by the caller, never again obtainable. */
@@ -30,16 +28,17 @@ export async function bootstrapDefaultProject(
   options: { apiKeys: string[]; webhookSecret?: string },
 ): Promise<BootstrapResult> {
   return db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`);
+    // Replicas starting together take turns, so one creates the project and the others find it.
+    await lockBootstrap(tx);
     const result: BootstrapResult = {};
-    const [project] = await tx.select().from(projects).where(eq(projects.id, DEFAULT_PROJECT));
+    const project = await findProject(tx, DEFAULT_PROJECT);
     if (!project) {
       const secret = options.webhookSecret ?? generateWebhookSecret();
       if (!options.webhookSecret) result.createdSecret = secret;
-      await tx.insert(projects).values({ id: DEFAULT_PROJECT, name: 'Default project', webhookSecretSealed: keyring.seal(secret) });
+      await insertProject(tx, { id: DEFAULT_PROJECT, name: 'Default project', webhookSecretSealed: keyring.seal(secret) });
     } else if (options.webhookSecret && !sealsTheSame(keyring, project.webhookSecretSealed, options.webhookSecret)) {
       // Also when the stored one cannot be opened (its key id was dropped): the operator's value wins.
-      await tx.update(projects).set({ webhookSecretSealed: keyring.seal(options.webhookSecret) }).where(eq(projects.id, DEFAULT_PROJECT));
+      await setProjectSecret(tx, DEFAULT_PROJECT, keyring.seal(options.webhookSecret));
     }
     if (hashes.unavailable) {
       result.keysSkipped = hashes.unavailable;

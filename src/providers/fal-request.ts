@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { eq } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import type { ProviderJob } from '../db/sql/polling.ts';
+import { findTaskProviderJob } from '../db/sql/task-reads.ts';
 import type { SignatureCheck } from './verify-signature.ts';
 
 /** How often a held webhook re-reads its task for the submit answer. */
@@ -33,7 +33,7 @@ export async function matchFalRequest(relay: Relay, seen: TaskRow, signedId: str
     const deadline = Date.now() + relay.timings.falRequestWaitMs;
     while (!job && beforeSubmitAnswer(status) && Date.now() < deadline) {
       await sleep(Math.min(RECHECK_MS, deadline - Date.now()));
-      const [row] = await relay.db.select({ status: tasks.status, providerJob: tasks.providerJob }).from(tasks).where(eq(tasks.id, seen.id));
+      const row = await findTaskProviderJob(relay.db, seen.id);
       if (!row) break;
       status = row.status;
       job = row.providerJob as ProviderJob | null;

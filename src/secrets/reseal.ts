@@ -1,7 +1,7 @@
-import { and, eq, sql as raw } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { projects } from '../../drizzle/schema.ts';
 import type { DbOrTx } from '../db/client.ts';
+import { listProjectSecretsNotUnder, replaceProjectSecret } from '../db/sql/projects.ts';
+import { countSealedBlobsByKid, listTaskRequestsNotUnder, replaceTaskRequests } from '../db/sql/reseal.ts';
 import type { Keyring } from './keyring.ts';
 
 /*
@@ -33,18 +33,12 @@ function reseal(keyring: Keyring, blob: string): { blob: string } | { reason: st
   }
 }
 
-/** Not sealed under the first key (SQL): `split_part`, since a kid may hold LIKE's `_`. */
-const underOtherKid = (column: string, kid: string) => raw`split_part(${raw.identifier(column)}, '.', 2) <> ${kid}`;
-
 /**
  * Re-seals every project's webhook signing secret under the first key. Run at boot (delivery
  * needs these) and by `asyncrelay reseal`; a handful of rows.
  */
 export async function resealProjectSecrets(db: DbOrTx, keyring: Keyring): Promise<ResealReport> {
-  const rows = await db
-    .select({ id: projects.id, sealed: projects.webhookSecretSealed })
-    .from(projects)
-    .where(underOtherKid('webhook_secret_sealed', keyring.sealingKid));
+  const rows = await listProjectSecretsNotUnder(db, keyring.sealingKid);
   const report: ResealReport = { resealed: 0, unreadable: [] };
   for (const row of rows) {
     const done = reseal(keyring, row.sealed);
@@ -52,12 +46,8 @@ export async function resealProjectSecrets(db: DbOrTx, keyring: Keyring): Promis
       report.unreadable.push({ id: row.id, reason: done.reason });
       continue;
     }
-    const updated = await db
-      .update(projects)
-      .set({ webhookSecretSealed: done.blob })
-      .where(and(eq(projects.id, row.id), eq(projects.webhookSecretSealed, row.sealed)))
-      .returning({ id: projects.id });
-    report.resealed += updated.length;
+    const updated = await replaceProjectSecret(db, row.id, row.sealed, done.blob);
+    report.resealed += updated;
   }
   return report;
 }
@@ -77,10 +67,7 @@ export async function resealTasks(
   const report = { resealed: 0, unreadable: [] as Unreadable[], scanned: 0 };
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
-    const rows = await sql<{ id: string; sealed: string }[]>`
-      select id, request_sealed as sealed from tasks
-      where id > ${after}::uuid and split_part(request_sealed, '.', 2) <> ${kid}
-      order by id limit ${batchSize}`;
+    const rows = await listTaskRequestsNotUnder(sql, kid, after, batchSize);
     if (rows.length === 0) return report;
     after = rows[rows.length - 1].id;
     report.scanned += rows.length;
@@ -98,11 +85,8 @@ export async function resealTasks(
       news.push(done.blob);
     }
     if (ids.length > 0) {
-      const updated = await sql`
-        update tasks t set request_sealed = u.sealed
-        from (select unnest(${ids}::uuid[]) as id, unnest(${olds}::text[]) as old, unnest(${news}::text[]) as sealed) u
-        where t.id = u.id and t.request_sealed = u.old`;
-      report.resealed += updated.count;
+      const updated = await replaceTaskRequests(sql, ids, olds, news);
+      report.resealed += updated;
     }
     options.onBatch?.(report);
   }
@@ -110,11 +94,6 @@ export async function resealTasks(
 
 /** Sealed blobs per key id, across every sealed column: what an operator checks before dropping a key. */
 export async function countSealedByKid(sql: postgres.Sql): Promise<Record<string, number>> {
-  const rows = await sql<{ kid: string; n: number }[]>`
-    select kid, count(*)::int as n from (
-      select split_part(request_sealed, '.', 2) as kid from tasks
-      union all select split_part(webhook_secret_sealed, '.', 2) from projects
-      union all select split_part(sealed_value, '.', 2) from settings
-    ) s group by kid order by kid`;
+  const rows = await countSealedBlobsByKid(sql);
   return Object.fromEntries(rows.map((r) => [r.kid, r.n]));
 }

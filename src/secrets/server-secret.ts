@@ -1,7 +1,6 @@
 import { createHmac, hkdfSync, type KeyObject, createSecretKey, randomBytes } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
-import { settings } from '../../drizzle/schema.ts';
 import type { DbOrTx } from '../db/client.ts';
+import { replaceSetting, storeSettingOnce } from '../db/sql/settings.ts';
 import { AppError } from '../errors.ts';
 import { type Keyring, kidOf } from './keyring.ts';
 
@@ -58,22 +57,13 @@ export function unavailableHashes(reason: string): ServerHashes {
  * id is re-sealed under the first (compare-and-set on the old blob, so racing replicas agree).
  */
 export async function loadServerHashes(db: DbOrTx, keyring: Keyring): Promise<ServerHashes> {
-  await db
-    .insert(settings)
-    .values({ name: SERVER_SECRET, sealedValue: keyring.seal(randomBytes(32).toString('base64')) })
-    .onConflictDoNothing({ target: settings.name });
-  const [row] = await db.select({ sealed: settings.sealedValue }).from(settings).where(eq(settings.name, SERVER_SECRET));
+  const row = await storeSettingOnce(db, SERVER_SECRET, keyring.seal(randomBytes(32).toString('base64')));
   let clear: string;
   try {
     clear = keyring.open(row.sealed);
   } catch (err) {
     return unavailableHashes(`the server secret (settings "${SERVER_SECRET}") cannot be opened: ${(err as Error).message}`);
   }
-  if (kidOf(row.sealed) !== keyring.sealingKid) {
-    await db
-      .update(settings)
-      .set({ sealedValue: keyring.seal(clear), updatedAt: sql`now()` })
-      .where(and(eq(settings.name, SERVER_SECRET), eq(settings.sealedValue, row.sealed)));
-  }
+  if (kidOf(row.sealed) !== keyring.sealingKid) await replaceSetting(db, SERVER_SECRET, row.sealed, keyring.seal(clear));
   return serverHashes(Buffer.from(clear, 'base64'));
 }

@@ -1,6 +1,5 @@
-import { and, asc, eq, gt } from 'drizzle-orm';
-import { taskEvents } from '../../drizzle/schema.ts';
 import type { DbOrTx } from '../db/client.ts';
+import { listTaskEvents } from '../db/sql/task-reads.ts';
 
 /**
  * Timeline event types, dotted. Recorded in the same transaction as the change they describe,
@@ -45,10 +44,5 @@ export interface NewEvent {
 
 /** Up to `limit` events of the task after the event `afterId`, oldest first (keyset on the id). */
 export async function listEvents(db: DbOrTx, taskId: string, afterId = 0, limit = 1000) {
-  return db
-    .select()
-    .from(taskEvents)
-    .where(and(eq(taskEvents.taskId, taskId), gt(taskEvents.id, afterId)))
-    .orderBy(asc(taskEvents.id))
-    .limit(limit);
+  return listTaskEvents(db, taskId, afterId, limit);
 }

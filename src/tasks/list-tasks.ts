@@ -1,6 +1,6 @@
-import { and, desc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
-import { type TaskRow, type TaskStatus, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow, TaskStatus } from '../../drizzle/schema.ts';
 import type { DbOrTx } from '../db/client.ts';
+import { listTasksNewestFirst } from '../db/sql/task-reads.ts';
 import { invalid } from '../errors.ts';
 
 export interface ListTasksQuery {
@@ -30,24 +30,19 @@ function decodeCursor(cursor: string): string {
 }
 
 /**
- * Newest first. Task ids are UUID v7, so ordering by id is ordering by creation, and the keyset
- * cursor (`id < last`) stays stable while new tasks arrive, unlike an offset.
+ * A page of the project's tasks, newest first (see listTasksNewestFirst for why the cursor is a
+ * task id). One row more than the page is read, to know whether another page follows.
  */
 export async function listTasks(db: DbOrTx, projectId: string, query: ListTasksQuery): Promise<TaskPage> {
-  const where: SQL[] = [eq(tasks.projectId, projectId)];
-  if (query.statuses?.length) where.push(inArray(tasks.status, query.statuses));
-  if (query.provider) where.push(eq(tasks.provider, query.provider));
-  if (query.metadata && Object.keys(query.metadata).length > 0) {
-    where.push(sql`${tasks.metadata} @> ${JSON.stringify(query.metadata)}::jsonb`);
-  }
-  if (query.cursor) where.push(lt(tasks.id, decodeCursor(query.cursor)));
-  const rows = await db
-    .select()
-    .from(tasks)
-    .where(and(...where))
-    .orderBy(desc(tasks.id))
-    .limit(query.limit + 1)
-    .offset(query.cursor ? 0 : (query.offset ?? 0));
+  const rows = await listTasksNewestFirst(db, {
+    projectId,
+    statuses: query.statuses,
+    provider: query.provider,
+    metadata: query.metadata,
+    beforeId: query.cursor ? decodeCursor(query.cursor) : undefined,
+    limit: query.limit + 1,
+    offset: query.cursor ? 0 : (query.offset ?? 0),
+  });
   const hasMore = rows.length > query.limit;
   const page = hasMore ? rows.slice(0, query.limit) : rows;
   return { rows: page, hasMore, nextCursor: hasMore ? encodeCursor(page[page.length - 1].id) : null };

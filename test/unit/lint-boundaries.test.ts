@@ -22,11 +22,18 @@ const ALLOWED: Record<string, string> = {
   'src/main.ts':
     "import { serve } from '@hono/node-server';\nimport { PgBoss } from 'pg-boss';\nimport postgres from 'postgres';\nimport { app } from './app.ts';\nimport { queues } from './jobs/queues.ts';\nexport const main = [serve, PgBoss, postgres, app, queues];\n",
   'src/jobs/queues.ts': "import type { PgBoss } from 'pg-boss';\nexport const queues = (boss: PgBoss) => boss;\n",
-  'src/jobs/worker.ts': "import { PgBoss } from 'pg-boss';\nimport { sql } from 'drizzle-orm';\nexport const worker = [PgBoss, sql];\n",
-  'src/tasks/ok.ts': "import { eq } from 'drizzle-orm';\nimport type postgres from 'postgres';\nimport { queues } from '../jobs/queues.ts';\nexport const ok = (p: postgres.Sql) => [eq, p, queues];\n",
+  'src/jobs/worker.ts': "import { PgBoss } from 'pg-boss';\nimport { findRow } from '../db/sql/rows.ts';\nexport const worker = [PgBoss, findRow];\n",
+  // The database layer is where drizzle-orm is imported; the domain calls its named functions.
+  'src/db/sql/rows.ts':
+    "import { eq, sql } from 'drizzle-orm';\nimport { pgTable } from 'drizzle-orm/pg-core';\nimport type postgres from 'postgres';\nexport const findRow = (p: postgres.Sql) => [eq, sql, pgTable, p];\n",
+  'src/db/client.ts': "import { drizzle } from 'drizzle-orm/postgres-js';\nexport const client = drizzle;\n",
+  'src/tasks/ok.ts': "import type postgres from 'postgres';\nimport { findRow } from '../db/sql/rows.ts';\nimport { queues } from '../jobs/queues.ts';\nexport const ok = (p: postgres.Sql) => [findRow(p), queues];\n",
   // Tests, benches and scripts get the general rules only, not the src/ boundaries.
   'test/t.test.ts': "import { Hono } from 'hono';\nimport { PgBoss } from 'pg-boss';\nimport { eq } from 'drizzle-orm';\nimport { app } from '../src/app.ts';\nexport const t = [Hono, PgBoss, eq, app];\n",
 };
+
+/** The folders that reach the database through src/db/sql only, never through drizzle-orm itself. */
+const DRIZZLE_FREE = ['tasks', 'callbacks', 'delivery', 'providers', 'projects', 'jobs', 'outbound', 'secrets', 'limits', 'writers'];
 
 /** Each file breaks one boundary, or closes a cycle. */
 const VIOLATING: Record<string, string> = {
@@ -40,6 +47,11 @@ const VIOLATING: Record<string, string> = {
   // a → b by value, b → a by type only: still a cycle.
   'src/delivery/a.ts': "import { b } from './b.ts';\nexport type A = { n: number };\nexport const a = () => b;\n",
   'src/delivery/b.ts': "import type { A } from './a.ts';\nexport const b = (x: A) => x.n;\n",
+  // Queries have one home, src/db/**: every domain folder is refused drizzle-orm, subpaths too, and
+  // the modules that own pg-boss repeat the pattern (the last matching override wins).
+  ...Object.fromEntries(DRIZZLE_FREE.map((dir) => [`src/${dir}/orm.ts`, "import { eq } from 'drizzle-orm';\nexport const orm = eq;\n"])),
+  'src/tasks/orm-core.ts': "import { pgTable } from 'drizzle-orm/pg-core';\nexport const ormCore = pgTable;\n",
+  'src/jobs/job-sql.ts': "import { PgBoss } from 'pg-boss';\nimport { sql } from 'drizzle-orm';\nexport const jobSql = [PgBoss, sql];\n",
 };
 
 const roots: string[] = [];
@@ -109,6 +121,9 @@ describe('lint boundaries (.oxlintrc.json)', () => {
       { file: 'src/cli.ts', rule: restricted, source: 'hono' },
       { file: 'src/delivery/a.ts', rule: cycle, source: '' },
       { file: 'src/delivery/b.ts', rule: cycle, source: '' },
+      ...DRIZZLE_FREE.map((dir) => ({ file: `src/${dir}/orm.ts`, rule: restricted, source: 'drizzle-orm' })),
+      { file: 'src/tasks/orm-core.ts', rule: restricted, source: 'drizzle-orm/pg-core' },
+      { file: 'src/jobs/job-sql.ts', rule: restricted, source: 'drizzle-orm' },
     ];
     assert.deepEqual(findings.toSorted(byKey), expected.toSorted(byKey), output);
   });
@@ -120,5 +135,14 @@ describe('lint boundaries (.oxlintrc.json)', () => {
     assert.match(run.stdout, /src\/http\/x\.ts/);
     assert.match(run.stdout, /'drizzle-orm' import is restricted/);
     assert.match(run.stdout, /src\/http\/\*\* talks to the domain, not the database/);
+  });
+
+  test('a domain file that imports drizzle-orm is told where its query belongs', () => {
+    const root = writeTree({ 'src/tasks/orm.ts': VIOLATING['src/tasks/orm.ts'] });
+    const run = spawnSync(process.execPath, [OXLINT, '-c', '.oxlintrc.json', 'src'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(run.stdout, /src\/tasks\/orm\.ts/);
+    assert.match(run.stdout, /'drizzle-orm' import is restricted/);
+    assert.match(run.stdout, /src\/db\/sql\/<table>\.ts/);
   });
 });
