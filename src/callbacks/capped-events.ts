@@ -1,6 +1,6 @@
 import type { Statement } from '../db/pipeline.ts';
 import { recordCappedEvent } from '../db/sql/events.ts';
-import type { NewEvent, TaskEventType } from '../tasks/events.ts';
+import type { NewEvent, TaskEventType } from '../db/sql/events.ts';
 
 /*
  * What a callback token's holder can make the relay write. The token travels through the

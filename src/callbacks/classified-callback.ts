@@ -3,7 +3,7 @@ import type { Relay } from '../context.ts';
 import { type Decision, transact, withLock } from '../db/pipeline.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { lockById } from '../db/sql/tasks.ts';
-import type { NewEvent } from '../tasks/events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 import { CALLBACK_STATUSES, finishStatements, isTerminal } from '../tasks/finish-task.ts';
 import { type BodyVerdict, type CallbackRules, classifyParsed, lacksResult, parseCallbackBody } from '../providers/callback-rules.ts';
 import { matchFalRequest } from '../providers/fal-request.ts';

@@ -1,14 +1,14 @@
-import { eq } from 'drizzle-orm';
-import { projects, type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
 import type { Relay } from '../context.ts';
 import { nothing, withLock } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
 import { toTaskRow } from '../db/rows.ts';
 import { type DeliveryRecord, recordDelivery } from '../db/sql/deliveries.ts';
+import { findTaskForDelivery } from '../db/sql/task-reads.ts';
 import { lockById } from '../db/sql/tasks.ts';
 import { type NotifyJob, Queues } from '../jobs/queues.ts';
 import { parseRetryAfter } from '../outbound/http.ts';
-import type { NewEvent } from '../tasks/events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 import { toTaskView } from '../tasks/task-view.ts';
 import type { KnownDelivery } from './prompt-delivery.ts';
 import { signWebhook } from './sign.ts';
@@ -42,16 +42,6 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
 
 /** A task and its project's sealed signing secret, as one attempt needs them. */
 type ForDelivery = KnownDelivery;
-
-/** The task behind a job, with its project's secret; undefined if it is gone. */
-async function readForDelivery(relay: Relay, job: NotifyJob): Promise<ForDelivery | undefined> {
-  const [found] = await relay.db
-    .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
-    .from(tasks)
-    .innerJoin(projects, eq(projects.id, tasks.projectId))
-    .where('taskId' in job ? eq(tasks.id, job.taskId) : eq(tasks.callbackHash, job.callbackHash));
-  return found;
-}
 
 /**
  * Starts the HTTP attempt if the job is still the one expected, and returns what recording it
@@ -87,7 +77,7 @@ function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: ForD
  */
 export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDelivery, onAnswered?: () => void): Promise<void> {
   // `known`: the caller has just written the task (prompt delivery) and needs no second read.
-  let found = known ?? (await readForDelivery(relay, job));
+  let found = known ?? (await findTaskForDelivery(relay.db, job));
   known = undefined;
   const started = found && startAttempt(relay, job, found);
   found = undefined;

@@ -4,12 +4,14 @@ import { TaskStatus as DomainTaskStatus, TaskView } from '../tasks/schemas.ts';
 /* The envelopes and pages the API answers with, around the domain's schemas (tasks/schemas.ts). */
 
 /**
- * The domain's schemas registered with zod-to-openapi, so that what extends or annotates them is
- * described as a reference plus the difference (the create answer: the Task plus `callbackId`)
- * instead of a copy of every field.
+ * The task and its status as the API names them in the OpenAPI document: built here, with the
+ * zod that @hono/zod-openapi extends, from the domain's schemas (a domain schema may have been
+ * made before that extension was loaded, and then has no `.openapi`). What extends or annotates
+ * them is described as a reference plus the difference (the create answer: the Task plus
+ * `callbackId`) instead of a copy of every field.
  */
-const Task = TaskView.openapi('Task');
-export const TaskStatus = DomainTaskStatus.openapi('TaskStatus');
+export const TaskStatus = z.enum(DomainTaskStatus.options).openapi('TaskStatus');
+const Task = z.object({ ...TaskView.shape, status: TaskStatus }).openapi('Task');
 
 export const TaskEnvelope = z.object({ task: Task }).openapi('TaskEnvelope');
 

@@ -6,7 +6,7 @@ import type { JobKeep } from '../jobs/job-sql.ts';
 import { CHANGED_TASK_JOBS, type Transition, transition } from '../db/sql/tasks.ts';
 import { type PayloadOf, type PollJob, type QueueName, Queues } from '../jobs/queues.ts';
 import type { CapturedResponse } from '../outbound/http.ts';
-import type { NewEvent } from '../tasks/events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 import { parseJsonBody, readPath, renderTemplate, type TemplateContext } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from '../db/sql/polling.ts';

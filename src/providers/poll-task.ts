@@ -1,5 +1,5 @@
-import { eq } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
+import { findTask } from '../db/sql/task-reads.ts';
 import type { Relay } from '../context.ts';
 import { nothing, type Statement, withLock } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
@@ -8,7 +8,7 @@ import { insertEvents } from '../db/sql/events.ts';
 import { lockById } from '../db/sql/tasks.ts';
 import { type PollJob, Queues } from '../jobs/queues.ts';
 import type { OutboundResult } from '../outbound/http.ts';
-import type { NewEvent } from '../tasks/events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 import { expireTask } from '../tasks/expire-task.ts';
 import { finishStatements } from '../tasks/finish-task.ts';
 import { providerCallHeaders } from './auth-headers.ts';
@@ -45,7 +45,7 @@ export function nextPollDelayMs(relay: Relay, config: PollConfig, provider: Prov
  * job runs on, the next poll is a new delayed job: no worker ever sleeps on a task.
  */
 export async function pollTask(relay: Relay, job: PollJob): Promise<void> {
-  const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
+  const task = await findTask(relay.db, job.taskId);
   if (!task || (task.status !== 'waiting' && task.status !== 'polling') || task.pollCount !== job.poll) return;
   const config = task.pollConfig as PollConfig | null;
   const provider = task.providerJob as ProviderJob | null;

@@ -1,5 +1,5 @@
-import { eq } from 'drizzle-orm';
-import { type TaskRow, tasks } from '../../drizzle/schema.ts';
+import type { TaskRow } from '../../drizzle/schema.ts';
+import { findTask, findTaskStatus } from '../db/sql/task-reads.ts';
 import type { Relay } from '../context.ts';
 import { type Statement, transact } from '../db/pipeline.ts';
 import { insertEvents } from '../db/sql/events.ts';
@@ -26,7 +26,7 @@ export async function providerCancelStatements(relay: Relay, task: TaskRow, reas
  * refuses once processing started, and the task is already cancelled on our side either way.
  */
 export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Promise<void> {
-  const [task] = await relay.db.select().from(tasks).where(eq(tasks.id, job.taskId));
+  const task = await findTask(relay.db, job.taskId);
   const cancel = job.target ?? (task?.providerJob as ProviderJob | null)?.cancel;
   if (!task || !cancel || !task.pollConfig) return;
   const { headers, credentialsWithheld } = providerCallHeaders(relay.keyring, task, task.pollConfig as PollConfig, cancel.url);
@@ -52,7 +52,6 @@ export async function cancelAtProvider(relay: Relay, job: ProviderCancelJob): Pr
 export async function cancelOrphanedJob(relay: Relay, task: TaskRow, answer: CapturedResponse): Promise<void> {
   const target = resolveCancel(task.pollConfig as PollConfig, submitContext(task, answer));
   if (!target) return;
-  const [current] = await relay.db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, task.id));
-  if (current?.status !== 'cancelled') return;
+  if ((await findTaskStatus(relay.db, task.id)) !== 'cancelled') return;
   await transact(relay.sql, { job: await relay.jobs.send(Queues.providerCancel, { taskId: task.id, reason: 'cancelled', target }) });
 }

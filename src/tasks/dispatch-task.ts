@@ -9,7 +9,7 @@ import type { CapturedResponse, OutboundResult } from '../outbound/http.ts';
 import { startPollingStatements } from '../providers/poll-start.ts';
 import { cancelOrphanedJob } from '../providers/provider-cancel.ts';
 import { classifyTargetAnswer, retryDelayMs, type TargetVerdict } from './classify.ts';
-import type { NewEvent } from './events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 import { openRequest, targetUrlOf } from './sealed-request.ts';
 import { substituteText, substituteUrl } from './template.ts';
 

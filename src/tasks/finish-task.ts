@@ -4,7 +4,7 @@ import { type Statement } from '../db/pipeline.ts';
 import { foldJob } from '../jobs/job-sql.ts';
 import { transition } from '../db/sql/tasks.ts';
 import { Queues } from '../jobs/queues.ts';
-import type { NewEvent } from './events.ts';
+import type { NewEvent } from '../db/sql/events.ts';
 
 /** Statuses in which a provider's callback or a signal is accepted (DESIGN §5). */
 export const CALLBACK_STATUSES: TaskStatus[] = ['pending', 'processing', 'waiting', 'polling'];

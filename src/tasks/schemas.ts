@@ -11,8 +11,7 @@ import { PollConfigInput } from '../providers/poll-config.ts';
 
 /** Statuses of DESIGN §4. */
 export const TaskStatus = z
-  .enum(['delayed', 'pending', 'processing', 'waiting', 'polling', 'completed', 'failed', 'timeout', 'cancelled'])
-  .meta({ id: 'TaskStatus' });
+  .enum(['delayed', 'pending', 'processing', 'waiting', 'polling', 'completed', 'failed', 'timeout', 'cancelled']);
 
 const MAX_URL_LENGTH = 8192;
 
@@ -153,6 +152,5 @@ export const TaskView = z
     startedAt: z.string().nullable(),
     completedAt: z.string().nullable(),
     updatedAt: z.string(),
-  })
-  .meta({ id: 'Task' });
+  });
 export type TaskView = z.infer<typeof TaskView>;

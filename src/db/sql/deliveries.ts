@@ -1,9 +1,9 @@
 import { eq, sql } from 'drizzle-orm';
 import { tasks } from '../../../drizzle/schema.ts';
-import type { NewEvent } from '../../tasks/events.ts';
 import type { DbOrTx } from '../client.ts';
 import { type Statement, statementOf } from '../pipeline.ts';
-import { eventRows, refuseRepeats } from './json-input.ts';
+import { eventRows, type NewEvent } from './events.ts';
+import { refuseRepeats } from './json-input.ts';
 
 /* The onComplete delivery columns of tasks: each attempt recorded against its round and number. */
 

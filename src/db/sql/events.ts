@@ -1,11 +1,56 @@
-import type { NewEvent } from '../../tasks/events.ts';
 import type { Statement } from '../pipeline.ts';
-import { eventsParam } from './json-input.ts';
 
 /*
  * task_events: a task's timeline. Hot-path statements that append to it; each runs inside the
  * transaction of the change it describes. (Reads of the timeline: db/sql/task-reads.ts.)
  */
+
+/**
+ * Timeline event types, dotted. Recorded in the same transaction as the change they describe,
+ * so the timeline never shows a change that did not happen, nor misses one that did.
+ */
+export type TaskEventType =
+  | 'task.created'
+  | 'status.changed'
+  | 'dispatch.attempt'
+  | 'dispatch.retry_scheduled'
+  | 'dispatch.late_response'
+  | 'callback.accepted'
+  | 'callback.duplicate'
+  | 'callback.rejected'
+  | 'callback.late'
+  | 'signal.accepted'
+  | 'signal.rejected'
+  | 'delivery.attempt'
+  | 'delivery.succeeded'
+  | 'delivery.stopped'
+  | 'delivery.exhausted'
+  | 'delivery.redeliver_requested'
+  | 'task.cancel_requested'
+  | 'callback.progress'
+  | 'callback.unauthorized'
+  /** A signed callback that cannot be judged yet (fal's request id unknown): answered 503. */
+  | 'callback.deferred'
+  | 'callback.superseded'
+  | 'poll.started'
+  | 'poll.attempt'
+  | 'poll.result_fetch'
+  | 'poll.superseded'
+  | 'poll.stopped'
+  | 'provider.cancel_attempt'
+  /** Events of one kind past its cap (callbacks/capped-events.ts), counted instead of recorded. */
+  | 'timeline.suppressed';
+
+export interface NewEvent {
+  type: TaskEventType;
+  data?: Record<string, unknown>;
+}
+
+/** Events as the statements read them (`e->>'type'`, `e->'data'`), inside a jsonb parameter. */
+export const eventRows = (events: NewEvent[]) => events.map((e) => ({ type: e.type, data: e.data ?? {} }));
+
+/** Events as one jsonb parameter, so one prepared statement records any number of them. */
+export const eventsParam = (events: NewEvent[]) => JSON.stringify(eventRows(events));
 
 const INSERT_EVENTS = `
   insert into task_events (task_id, type, data)

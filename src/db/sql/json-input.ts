@@ -1,15 +1,7 @@
-import type { NewEvent } from '../../tasks/events.ts';
-
 /*
  * The hot statements take their input rows as one jsonb parameter (`jsonb_to_recordset($1)`), so
- * one prepared statement writes any number of them; these are the pieces they share.
+ * one prepared statement writes any number of them; this is the rule they share.
  */
-
-/** Events as the statements read them (`e->>'type'`, `e->'data'`), inside a jsonb parameter. */
-export const eventRows = (events: NewEvent[]) => events.map((e) => ({ type: e.type, data: e.data ?? {} }));
-
-/** Events as one jsonb parameter, so one prepared statement records any number of them. */
-export const eventsParam = (events: NewEvent[]) => JSON.stringify(eventRows(events));
 
 /**
  * The batched statements change a row once per statement: an UPDATE … FROM with two input rows

@@ -1,7 +1,6 @@
 import type { JobKeep } from '../../jobs/job-sql.ts';
-import type { NewEvent } from '../../tasks/events.ts';
 import type { Statement } from '../pipeline.ts';
-import { eventsParam } from './json-input.ts';
+import { eventsParam, type NewEvent } from './events.ts';
 
 /*
  * The poll engine's columns of tasks (provider_job, poll_count): constant SQL shaped

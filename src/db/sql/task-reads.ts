@@ -1,13 +1,14 @@
 import { and, asc, desc, eq, gt, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { type TaskEventRow, type TaskRow, type TaskStatus, taskEvents, tasks } from '../../../drizzle/schema.ts';
+import { projects, type TaskEventRow, type TaskRow, type TaskStatus, taskEvents, tasks } from '../../../drizzle/schema.ts';
 import type { DbOrTx } from '../client.ts';
 
 /*
  * Reads of `tasks` and `task_events` off the hot path: a project's task and its page of tasks (the
- * API), a task's timeline, a task's submit answer (a held fal webhook), and the statuses of
- * watched tasks (the change feed). Every statement that writes a task, and the reads made inside
- * those transitions, are with the task statements.
+ * API), a task's timeline, a task's submit answer (a held fal webhook), the statuses of watched
+ * tasks (the change feed), and the task a job names (with its project's secret, for a delivery).
+ * Every statement that writes a task, and the reads made inside those transitions, are with the
+ * task statements (db/sql/tasks.ts).
  */
 
 /** The task, if it belongs to this project: another project's task is not found. */
@@ -74,4 +75,29 @@ const TASK_STATUSES = 'select id, status from tasks where id = any($1::uuid[])';
 export async function readTaskStatuses(sql: postgres.Sql, taskIds: string[]): Promise<Map<string, string>> {
   const rows = await sql.unsafe(TASK_STATUSES, [taskIds], { prepare: true });
   return new Map(rows.map((row) => [row.id as string, row.status as string]));
+}
+
+/** A task by id, whatever its project (job handlers: the job names the task). */
+export async function findTask(db: DbOrTx, taskId: string): Promise<TaskRow | undefined> {
+  const [row] = await db.select().from(tasks).where(eq(tasks.id, taskId));
+  return row;
+}
+
+/** A task's status alone. */
+export async function findTaskStatus(db: DbOrTx, taskId: string): Promise<TaskStatus | undefined> {
+  const [row] = await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, taskId));
+  return row?.status;
+}
+
+/**
+ * The task an onComplete job names (by id, or by the callback token that completed it) with its
+ * project's sealed signing secret, as one delivery attempt needs them.
+ */
+export async function findTaskForDelivery(db: DbOrTx, by: { taskId: string } | { callbackHash: string }): Promise<{ task: TaskRow; secretSealed: string } | undefined> {
+  const [found] = await db
+    .select({ task: tasks, secretSealed: projects.webhookSecretSealed })
+    .from(tasks)
+    .innerJoin(projects, eq(projects.id, tasks.projectId))
+    .where('taskId' in by ? eq(tasks.id, by.taskId) : eq(tasks.callbackHash, by.callbackHash));
+  return found;
 }

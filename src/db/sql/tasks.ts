@@ -1,10 +1,10 @@
 import { eq, sql } from 'drizzle-orm';
 import { type StoredError, type StoredResult, type TaskStatus, tasks } from '../../../drizzle/schema.ts';
-import type { NewEvent } from '../../tasks/events.ts';
 import type { JobKeep } from '../../jobs/job-sql.ts';
 import type { DbOrTx } from '../client.ts';
 import { type Statement, statementOf } from '../pipeline.ts';
-import { eventRows, refuseRepeats } from './json-input.ts';
+import { eventRows, type NewEvent } from './events.ts';
+import { refuseRepeats } from './json-input.ts';
 
 /*
  * The statements on a task's hot path (create, dispatch, callback, delivery), written once as
