@@ -12,7 +12,7 @@ import { isCallbackTokenShape, sha256Hex } from './token.ts';
 
 /**
  * A provider POSTs its result to /v1/callbacks/:token. One statement locks the task, decides and
- * writes (see `consumeCallbacks` in db/task-sql.ts): the first accepted callback completes the
+ * writes (see `consumeCallbacks` in db/sql/callbacks.ts): the first accepted callback completes the
  * task and consumes the token; a repeat of the same body is answered idempotently (providers
  * retry on 4xx); a late one is kept on the timeline; anything else is a conflict.
  *

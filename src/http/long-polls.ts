@@ -5,7 +5,7 @@ import { problem } from './problem.ts';
 /**
  * At most `perKey` long-polls (`GET /v1/tasks/:id?wait=N`, N > 0) of one API key are open at once
  * in this process (RELAY_LONG_POLLS_PER_KEY; 0 = no cap); past it the request is answered 429 at
- * once, with `Retry-After: N`. A waiting long-poll costs no query (tasks/change-feed.ts), but it
+ * once, with `Retry-After: N`. A waiting long-poll costs no query (db/change-feed.ts), but it
  * holds a socket and a request's memory, and one key must not take them all.
  *
  * Why 429 and why N seconds: an immediate answer with the current state would turn a client that

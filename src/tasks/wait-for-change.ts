@@ -5,7 +5,7 @@ import { getTask } from './get-task.ts';
 
 /**
  * Waits until the task's status is no longer `seen`, or `timeoutMs` passes, or the client goes
- * away. The waiter costs no query while it waits: the change feed (tasks/change-feed.ts) hears of
+ * away. The waiter costs no query while it waits: the change feed (db/change-feed.ts) hears of
  * the task's changes from whichever process commits them and reads its status once then; before
  * it, every waiter re-read its row every 100 ms, and 2,000 long-polls on one key slowed every
  * tenant's creates and signals from ~10 ms to seconds (issue 15).

@@ -1,5 +1,5 @@
 /**
- * Task creations that arrive together are written by one statement (tasks/insert-tasks.ts,
+ * Task creations that arrive together are written by one statement (writers/tasks.ts,
  * db/batcher.ts). These tests call the create verb directly, several in one turn of the event
  * loop, so the batch is certain; a statement's now() is one instant, which is how they tell a
  * batch from single writes.

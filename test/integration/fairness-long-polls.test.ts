@@ -9,7 +9,7 @@ import { addTenant, apiRequest, startTestRelay, type TestRelay, type TestTenant,
 /*
  * Issue 15 item 3: each `GET /v1/tasks/:id?wait=` re-read its task every 100 ms with no cap per
  * key; 2,000 of them on one key took every tenant's create and signal latency from 5–19 ms to
- * 290–445 ms. Long-polls now wait on one change feed per process (LISTEN/NOTIFY, tasks/change-feed.ts).
+ * 290–445 ms. Long-polls now wait on one change feed per process (LISTEN/NOTIFY, db/change-feed.ts).
  */
 
 let database: TestDatabase;

@@ -1,5 +1,5 @@
 /**
- * Compare-and-set transitions are written several to a statement (db/task-sql.ts `transitions`,
+ * Compare-and-set transitions are written several to a statement (db/sql/tasks.ts `transitions`,
  * writers/dispatch.ts `createOutcomeRecorder`). Each guard holds or fails on its own.
  */
 import assert from 'node:assert/strict';
