@@ -10,7 +10,7 @@ import type { NewEvent } from '../db/sql/events.ts';
 import { parseJsonBody, readPath, renderTemplate, type TemplateContext } from './json-path.ts';
 import type { PollConfig } from './poll-config.ts';
 import type { ProviderJob } from '../db/sql/polling.ts';
-import { POLLING_STARTED_JOBS, startPolling } from '../db/sql/polling.ts';
+import { POLLING_STARTED_JOBS, recordProviderJob } from '../db/sql/polling.ts';
 import { findPreset } from './preset.ts';
 
 export const isHttpUrl = (value: string) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
@@ -99,6 +99,6 @@ export async function startPollingStatements(
   const started = transition({ ...guard, to: status, error: null, events: [attempt, { type: 'poll.started', data: { url: job.pollUrl, schedule, firstInMs: Math.round(delayMs) } }] });
   return combinePlans(
     await onChange(started, Queues.deadline, { taskId: task.id }, { startAfter: deadlineSeconds }),
-    await onChange(startPolling(task.id, job, status), Queues.poll, first, pollJobOptions(task, delayMs), POLLING_STARTED_JOBS),
+    await onChange(recordProviderJob(task.id, job, status), Queues.poll, first, pollJobOptions(task, delayMs), POLLING_STARTED_JOBS),
   );
 }

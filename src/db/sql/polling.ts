@@ -30,14 +30,14 @@ const START = `
   )
   select id from started`;
 
-/** The first poll job is written only if `startPolling` recorded the provider's job. */
+/** The first poll job is written only if `recordProviderJob` recorded the provider's job. */
 export const POLLING_STARTED_JOBS: JobKeep = {
   sql: `exists (select 1 from started)`,
   keeps: (rows) => () => rows.length > 0,
 };
 
 /** Records the provider's job on a task that just moved to `status` (no row if it did not). */
-export function startPolling(taskId: string, job: ProviderJob, status: string): Statement {
+export function recordProviderJob(taskId: string, job: ProviderJob, status: string): Statement {
   return { text: START, params: [taskId, JSON.stringify(job), status] };
 }
 
