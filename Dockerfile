@@ -11,5 +11,7 @@ COPY src ./src
 COPY bin ./bin
 USER node
 EXPOSE 3000
-ENTRYPOINT ["node", "src/cli.ts"]
+# A 16 MB young generation: V8's default (64 MB semi-spaces) held ~100 MB more resident for no
+# measurable throughput (README, "Memory").
+ENTRYPOINT ["node", "--max-semi-space-size=16", "src/cli.ts"]
 CMD ["serve"]

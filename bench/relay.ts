@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { RELAY_NODE_FLAGS } from '../src/node-flags.ts';
 import { freePort, isRunning, log, onCleanup, sleep, stop, track } from './children.ts';
 
 export interface Relay {
@@ -67,7 +68,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
   const origin = `http://127.0.0.1:${port}`;
   // The run must not depend on RELAY_* settings of whoever starts it.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RELAY_')));
-  const child = spawn(join(root, 'node_modules/.bin/node'), ['src/cli.ts', 'serve'], {
+  const child = spawn(join(root, 'node_modules/.bin/node'), [...RELAY_NODE_FLAGS, 'src/cli.ts', 'serve'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { RELAY_NODE_FLAGS } from '../../src/node-flags.ts';
 import { type ApiAnswer, apiRequest, freePort } from './relay.ts';
 
 /** The repository root: the spawned relay runs from there, as `npm start` would. */
@@ -85,7 +86,7 @@ export class RelayProcess {
   static spawn(opts: { env: Record<string, string>; baseUrl: string; apiKey?: string; args?: string[] }): RelayProcess {
     const env: Record<string, string> = {};
     for (const name of INHERITED) if (process.env[name] !== undefined) env[name] = process.env[name]!;
-    const child = spawn(NODE_BIN, ['src/cli.ts', ...(opts.args ?? ['serve'])], {
+    const child = spawn(NODE_BIN, [...RELAY_NODE_FLAGS, 'src/cli.ts', ...(opts.args ?? ['serve'])], {
       cwd: REPO_ROOT,
       env: { ...env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
