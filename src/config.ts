@@ -54,7 +54,11 @@ export interface RateLimitConfig {
   callbackRejects: number;
   /** RELAY_CALLBACK_IP_CEILING: callback and signal requests per window, per process, of a client IP that is past the rejection limit (any outcome); default 1200. Other addresses are never throttled. */
   callbackCeiling: number;
-  /** RELAY_API_RATE_LIMIT: authenticated API requests per API key per window, per process; default 6000. */
+  /**
+   * RELAY_API_RATE_LIMIT: authenticated API requests per API key per window, per process; off (0) by
+   * default — a self-hosted relay's own client gets its full speed; an operator who hands keys to
+   * others turns it on. Creates stay fair between keys regardless (RELAY_CREATE_CONCURRENCY_PER_KEY).
+   */
   apiPerKey: number;
   /** RELAY_AUTH_FAILURE_LIMIT: failed API authentications (401) per client IP per window, shared by all replicas; default 30. */
   authFailures: number;
@@ -192,7 +196,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       windowSeconds: e.RELAY_RATE_LIMIT_WINDOW_SECONDS ?? 60,
       callbackRejects: e.RELAY_CALLBACK_REJECT_LIMIT ?? 30,
       callbackCeiling: e.RELAY_CALLBACK_IP_CEILING ?? 1200,
-      apiPerKey: e.RELAY_API_RATE_LIMIT ?? 6000,
+      apiPerKey: e.RELAY_API_RATE_LIMIT ?? 0,
       authFailures: e.RELAY_AUTH_FAILURE_LIMIT ?? 30,
     },
     createConcurrency,

@@ -27,7 +27,7 @@ test('defaults for an empty environment (embedded mode)', () => {
     encryptionKeys: undefined,
     allowedNetworks: [],
     trustedProxies: [],
-    rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 6000, authFailures: 30 },
+    rateLimits: { windowSeconds: 60, callbackRejects: 30, callbackCeiling: 1200, apiPerKey: 0, authFailures: 30 },
     createConcurrency: 12,
     createConcurrencyPerKey: 11,
     createQueuePerKey: 256,
