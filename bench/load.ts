@@ -212,8 +212,9 @@ function wrkLoader(spec: LoadSpec, parts: string[]) {
     const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
     if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${err.trim() || out.trim()}`);
     const s = JSON.parse(line.slice('WRKJSON '.length)) as WrkSummary;
-    const times = [...out.matchAll(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/g)];
-    const children = times[1] ?? times[0];
+    // `times` prints the shell's own CPU, then its children's: the last line of its two.
+    const afterWrk = out.slice(out.indexOf(line) + line.length);
+    const children = [...afterWrk.matchAll(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/g)].at(-1);
     const cpuMs = children ? (Number(children[1]) * 60 + Number(children[2]) + Number(children[3]) * 60 + Number(children[4])) * 1000 : 0;
     const ok = s.requests - s.status;
     const socketErrors = s.connect + s.read + s.write + s.timeout;

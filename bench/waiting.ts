@@ -14,6 +14,7 @@
  * dispatch, the pending deadline) are copied N times in SQL, each copy with its own id (UUID v7,
  * created over the last N ms), callback hash and deadline. Prints one JSON line.
  */
+import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { request } from 'undici';
 import { log, now, onCleanup, sleep } from './children.ts';
@@ -40,6 +41,8 @@ interface Ctx {
   fakes: Fakes;
   body: (n: number, hold: boolean) => string;
   admin: postgres.Sql;
+  /** the relay is started twice on the database it filled: the second must open what the first sealed */
+  relayEnv: Record<string, string>;
 }
 
 const stats = (ms: number[]) => ({ p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) });
@@ -75,7 +78,7 @@ async function copyColumns(sql: postgres.Sql, schema: string, table: string, ove
 }
 
 /** N copies of the waiting task `sampleId`: its row, its events and its jobs. */
-async function fillWaiting(db: BenchDatabase, sampleId: string, count: number): Promise<void> {
+async function fillWaiting(db: BenchDatabase, sampleId: string, count: number) {
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
   try {
     const [{ schema }] = await sql<{ schema: string }[]>`select table_schema as schema from information_schema.tables where table_name = 'job' and table_schema like 'pgboss%' limit 1`;
@@ -114,6 +117,13 @@ async function fillWaiting(db: BenchDatabase, sampleId: string, count: number): 
     await sql`vacuum analyze tasks`;
     await sql`vacuum analyze task_events`;
     await sql.unsafe(`vacuum analyze "${schema}".job`);
+    // What the relay will find: every copy waiting, each with a deadline job of its own still to run.
+    const [tasks] = await sql<{ waiting: number; hashes: number }[]>`
+      select count(*) filter (where status = 'waiting')::int as waiting, count(distinct callback_hash)::int as hashes from tasks`;
+    const [deadlines] = await sql.unsafe(
+      `select count(distinct data->>'taskId')::int as tasks, min(start_after) as first from "${schema}".job where name = 'task.deadline' and state = 'created'`,
+    );
+    return { waitingTasks: tasks.waiting, callbackHashes: tasks.hashes, deadlineJobs: deadlines.tasks as number, firstDeadline: (deadlines.first as Date).toISOString() };
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -121,7 +131,7 @@ async function fillWaiting(db: BenchDatabase, sampleId: string, count: number): 
 
 /** A real waiting task: created through the API, dispatched, its provider holding the callback. */
 async function sampleWaitingTask(ctx: Ctx, db: BenchDatabase): Promise<string> {
-  const relay = await startRelay(ctx.root, db.url, ctx.keys, 'all');
+  const relay = await startRelay(ctx.root, db.url, ctx.keys, 'all', ctx.relayEnv);
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
   try {
     const id = await create(relay, ctx, -1, true);
@@ -140,7 +150,7 @@ async function sampleWaitingTask(ctx: Ctx, db: BenchDatabase): Promise<string> {
 async function measure(ctx: Ctx, db: BenchDatabase) {
   await ctx.fakes.reset();
   const startedAt = now();
-  const relay = await startRelay(ctx.root, db.url, ctx.keys, 'all');
+  const relay = await startRelay(ctx.root, db.url, ctx.keys, 'all', ctx.relayEnv);
   try {
     const startupMs = Math.round(now() - startedAt);
     await sleep(SETTLE_MS);
@@ -224,6 +234,7 @@ export async function runWaiting(root: string, opts: BenchOptions): Promise<Reco
     keys,
     fakes,
     admin: server.admin,
+    relayEnv: { RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64') },
     body: (n, hold) => (hold ? templates.hold : templates.call).split(N_PLACEHOLDER).join(String(n)),
   };
 
@@ -235,8 +246,10 @@ export async function runWaiting(root: string, opts: BenchOptions): Promise<Reco
   log(`— ${opts.waiting} waiting tasks`);
   const db = await server.createDatabase();
   const sampleId = await sampleWaitingTask(ctx, db);
-  const fillMs = await timed(() => fillWaiting(db, sampleId, opts.waiting));
-  log(`fill: ${opts.waiting} waiting tasks in ${Math.round(fillMs)} ms`);
+  const fillStart = now();
+  const filled = await fillWaiting(db, sampleId, opts.waiting);
+  const fillMs = now() - fillStart;
+  log(`fill: ${opts.waiting} copies in ${Math.round(fillMs)} ms: ${JSON.stringify(filled)}`);
   const waiting = await measure(ctx, db);
   await db.drop();
 
@@ -246,6 +259,7 @@ export async function runWaiting(root: string, opts: BenchOptions): Promise<Reco
     ops: opts.ops,
     delayMs: opts.delayMs,
     fillSeconds: round(fillMs / 1000, 1),
+    filled,
     empty,
     withWaiting: waiting,
     database: server.kind,
