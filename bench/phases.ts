@@ -66,6 +66,9 @@ export interface PhaseContext {
 
 /** The figures of one load run, as the JSON line shows them per phase. */
 function loadFigures(r: LoadResult, cpu: CpuShares) {
+  // What the machine did besides the loader, the server, its database sessions and the fakes:
+  // PostgreSQL's background writers, and whatever else runs on a shared machine.
+  const known = r.loaderCpuPct + (cpu.serverCpuPct ?? 0) + (cpu.databaseCpuPct ?? 0) + (cpu.fakesCpuPct ?? 0);
   return {
     seconds: r.seconds,
     okRps: r.okRps,
@@ -76,6 +79,7 @@ function loadFigures(r: LoadResult, cpu: CpuShares) {
     errors: r.errors,
     loaderCpuPct: r.loaderCpuPct,
     ...cpu,
+    otherCpuPct: cpu.machineCpuPct === null ? null : Math.round(Math.max(0, cpu.machineCpuPct - known) * 10) / 10,
   };
 }
 
@@ -93,12 +97,13 @@ async function drive(name: string, ctx: PhaseContext, spec: LoadSpec, probes: Cp
     await meter.start();
     const run = await loader.run(ctx.opts.seconds, 0);
     const cpu = await meter.stop();
+    const figures = loadFigures(run, cpu);
     log(
       `${name}: ${run.ok} created in ${run.seconds} s = ${run.okRps}/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms` +
         `${run.errors ? `, ${run.errors} errors (${run.errorSample})` : ''}; CPU % of a core: loader ${run.loaderCpuPct}, ` +
-        `server ${cpu.serverCpuPct}, database ${cpu.databaseCpuPct}, fakes ${cpu.fakesCpuPct}, machine ${cpu.machineCpuPct}`,
+        `server ${cpu.serverCpuPct}, database ${cpu.databaseCpuPct}, fakes ${cpu.fakesCpuPct}, other ${figures.otherCpuPct}, machine ${cpu.machineCpuPct}`,
     );
-    return { run, figures: loadFigures(run, cpu) };
+    return { run, figures };
   } finally {
     await loader.close();
   }

@@ -37,6 +37,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const MIN_FIGURE_SECONDS = 5;
 /** A loader at this share of a core may be what limits the rate. */
 const LOADER_SATURATED_PCT = 90;
+/** CPU (% of a core) the machine spent on processes outside the run: a shared machine was busy. */
+const OTHER_BUSY_PCT = 25;
 
 function chooseLoader(wanted: BenchOptions['loader']): LoaderKind {
   if (wanted === 'undici') return 'undici';
@@ -70,6 +72,7 @@ function warningsOf(phases: Record<string, LoadFigures>): string[] {
     if (f.seconds < MIN_FIGURE_SECONDS) warnings.push(`${name}: ${f.seconds} s measured, under ${MIN_FIGURE_SECONDS} s: a check, not a figure`);
     if (f.loaderCpuPct >= LOADER_SATURATED_PCT) warnings.push(`${name}: the loader used ${f.loaderCpuPct}% of a core: it may be what limits the rate`);
     if (f.errors > 0) warnings.push(`${name}: ${f.errors} creates failed`);
+    if ((f.otherCpuPct ?? 0) >= OTHER_BUSY_PCT) warnings.push(`${name}: ${f.otherCpuPct}% of a core went to processes outside the run: the machine was not quiet`);
   }
   return warnings;
 }
