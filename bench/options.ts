@@ -17,6 +17,8 @@ export interface BenchOptions {
   loader: LoaderKind | 'auto';
   /** the peer's measure script, run right before the relay's phases (its JSON goes under `peer`) */
   withPeer: string | null;
+  /** ANALYZE each phase's database after the warm-up (`--no-analyze`: a relay's first minute; see phases.ts) */
+  analyze: boolean;
   /** measure the floor only (no relay needed); prints floor figures only */
   floorOnly: boolean;
   /** > 0: the waiting-tasks run (bench/waiting.ts) with this many waiting tasks instead */
@@ -29,6 +31,7 @@ export interface BenchOptions {
 
 export const usage = `usage: npm run bench -- [--seconds 10] [--warmup-s 3] [--clients 32] [--delay-ms 50]
        [--drain-s 60] [--loader auto|wrk|undici] [--with-peer <measure.sh>] [--floor-only]
+       [--no-analyze]
        npm run bench -- --waiting 100000 [--idle-s 30] [--ops 300] [--delay-ms 50]
 Phases (each --seconds of sustained load after --warmup-s): floor (bare hono + one INSERT),
 relay creates (the whole relay; the provider holds its callbacks), lifecycle (the whole relay;
@@ -58,6 +61,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       loader: { type: 'string', default: 'auto' },
       'with-peer': { type: 'string' },
       'floor-only': { type: 'boolean', default: false },
+      'no-analyze': { type: 'boolean', default: false },
       waiting: { type: 'string', default: '0' },
       'idle-s': { type: 'string', default: '30' },
       ops: { type: 'string', default: '300' },
@@ -75,6 +79,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     drainS: int('drain-s', values['drain-s'], 1, 3600),
     loader: values.loader as BenchOptions['loader'],
     withPeer: values['with-peer'] ?? null,
+    analyze: !values['no-analyze'],
     floorOnly: values['floor-only'],
     waiting: int('waiting', values.waiting, 0, 10_000_000),
     idleS: int('idle-s', values['idle-s'], 1, 3600),

@@ -1,7 +1,8 @@
 /**
  * The measured phases (see bench/run.ts for their order). Each runs on a fresh database of its
- * own, starts its server, loads it for `--warmup-s` (excluded), then for `--seconds` with the
- * same loader, clients and request bodies, and reads where the CPU went meanwhile:
+ * own, starts its server, loads it for `--warmup-s` (excluded), runs ANALYZE (see `analyze`),
+ * then loads it for `--seconds` with the same loader, clients and request bodies, and reads
+ * where the CPU went meanwhile:
  * - floor: the bare hono + one INSERT server;
  * - relay creates: the whole relay (as `npm start` runs it), dispatching every task it creates
  *   to the fake provider, which holds its callback (a generation longer than the run);
@@ -85,14 +86,32 @@ function loadFigures(r: LoadResult, cpu: CpuShares) {
 
 export type LoadFigures = ReturnType<typeof loadFigures>;
 
-/** Warm-up, then the measured run inside a CPU meter. */
-async function drive(name: string, ctx: PhaseContext, spec: LoadSpec, probes: CpuProbes) {
+/**
+ * Statistics for every table of the phase's database, as autovacuum gathers them within a minute
+ * of a relay's start. A fresh database has none, and a statement a connection prepared while its
+ * tables were empty keeps the plan it got then — measured: a sequential scan of tasks about 70
+ * times a second, growing with the table — until an ANALYZE invalidates it. A phase of 10 s ends
+ * before autovacuum's first pass (60 s), so without this the figures are those of a relay's first
+ * minute, not of one that has been running (`--no-analyze` measures that first minute).
+ */
+async function analyze(db: BenchDatabase): Promise<void> {
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`analyze`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Warm-up (then ANALYZE), then the measured run inside a CPU meter. */
+async function drive(name: string, ctx: PhaseContext, db: BenchDatabase, spec: LoadSpec, probes: CpuProbes) {
   const loader = createLoader(ctx.loader, spec);
   try {
     if (ctx.opts.warmupS > 0) {
       const warm = await loader.run(ctx.opts.warmupS, WARMUP_FIRST_N);
       log(`${name}: warm-up ${warm.ok} created in ${warm.seconds} s${warm.errors ? `, ${warm.errors} errors (${warm.errorSample})` : ''}`);
     }
+    if (ctx.opts.analyze) await analyze(db);
     const meter = cpuMeter(probes);
     await meter.start();
     const run = await loader.run(ctx.opts.seconds, 0);
@@ -115,7 +134,7 @@ export async function measureFloor(ctx: PhaseContext) {
   onCleanup(async () => void (await stop(child, 5_000)));
   try {
     const spec = { origin: `http://127.0.0.1:${ready.port}`, clients: ctx.opts.clients, headers: {}, bodyTemplate: ctx.bodyTemplate(false) };
-    const { figures } = await drive('floor', ctx, spec, { serverPid: child.pid, admin: ctx.server.admin, database: db.name });
+    const { figures } = await drive('floor', ctx, db, spec, { serverPid: child.pid, admin: ctx.server.admin, database: db.name });
     return figures;
   } finally {
     await stop(child, 5_000);
@@ -189,7 +208,7 @@ export async function measureRelayCreates(ctx: PhaseContext) {
   return withRelay(ctx, async (relay, db) => {
     const spec = { origin: relay.origin, clients: ctx.opts.clients, headers: { 'x-api-key': ctx.keys.apiKey }, bodyTemplate: ctx.bodyTemplate(true) };
     const probes = { serverPid: relay.pid, fakesCpuMs: ctx.fakes.cpuMs, admin: ctx.server.admin, database: db.name };
-    const { run, figures } = await drive('relay creates', ctx, spec, probes);
+    const { run, figures } = await drive('relay creates', ctx, db, spec, probes);
     const drained = await drain(ctx, db, 'submitted');
     const report = await ctx.fakes.report();
     const life = summarizeLifecycle(await storedTasks(db), events(report), { from: run.startedAt, to: run.finishedAt });
@@ -218,7 +237,7 @@ export async function measureLifecycle(ctx: PhaseContext) {
   return withRelay(ctx, async (relay, db) => {
     const spec = { origin: relay.origin, clients: ctx.opts.clients, headers: { 'x-api-key': ctx.keys.apiKey }, bodyTemplate: ctx.bodyTemplate(false) };
     const probes = { serverPid: relay.pid, fakesCpuMs: ctx.fakes.cpuMs, admin: ctx.server.admin, database: db.name };
-    const { run, figures } = await drive('lifecycle', ctx, spec, probes);
+    const { run, figures } = await drive('lifecycle', ctx, db, spec, probes);
     const atEnd = await ctx.fakes.count();
     const drained = await drain(ctx, db, 'delivered');
     log(`lifecycle: ${drained.got}/${drained.stored} webhooks, the last ${drained.ms} ms after the load stopped`);

@@ -6,7 +6,8 @@
  * stdout; progress goes to stderr.
  *
  * Phases, one after the other, each on a fresh database, each `--seconds` (default 10) of
- * sustained load by `--clients` (default 32) connections after `--warmup-s` of warm-up:
+ * sustained load by `--clients` (default 32) connections after `--warmup-s` of warm-up and an
+ * ANALYZE of the database (what autovacuum does in a relay's first minute; see phases.ts):
  *   1. floor: bare hono + one INSERT → floorRps, floorP50/P99;
  *   (the peer's measure script, with --with-peer;)
  *   2. relay creates: the whole relay, dispatching every task to the fake provider, which
@@ -97,7 +98,7 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     keys,
     bodyTemplate: (hold) => bodyTemplate(fakes.providerPort, fakes.receiverPort, hold),
   };
-  const params = { seconds: opts.seconds, warmupS: opts.warmupS, clients: opts.clients, delayMs: opts.delayMs, loader };
+  const params = { seconds: opts.seconds, warmupS: opts.warmupS, clients: opts.clients, delayMs: opts.delayMs, loader, analyzedAfterWarmup: opts.analyze };
   const env = { database: server.kind, node: process.version, cpus: availableParallelism() };
 
   log('— floor (bare hono + one INSERT)');
