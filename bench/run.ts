@@ -130,7 +130,8 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     callbackToNotifyP99Ms: life.callbackToNotifyP99Ms,
     dispatchLagP50Ms: life.dispatchLagP50Ms,
     dispatchLagP99Ms: life.dispatchLagP99Ms,
-    rssMaxMb: lifecycle.rssMaxMb,
+    // The relay's highest RSS in either phase (each phase's own is under phases).
+    rssMaxMb: Math.max(create.rssMaxMb, lifecycle.rssMaxMb),
     floorRps: floor.okRps,
     ratio: create.okRps && floor.okRps ? round(create.okRps / floor.okRps, 3) : null,
     lost: life.lost,
@@ -157,6 +158,7 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
         createdInWindow: life.createdInWindow,
         backlogAtEnd: lifecycle.backlogAtEnd,
         drainMs: lifecycle.drainMs,
+        rssMaxMb: lifecycle.rssMaxMb,
         stored: life.stored,
         dispatched: life.dispatched,
         delivered: life.delivered,
