@@ -3,7 +3,8 @@
  *   node bench/check-fakes.ts
  * A dummy "relay" takes the fake provider's callbacks (refusing the first one with
  * a 503 to exercise the retry) and answers each with a Standard Webhooks delivery
- * to the receiver, plus one replay (same webhook-id) and one forged signature.
+ * to the receiver, plus one replay (same webhook-id) and one forged signature. One
+ * more submit asks the provider to hold its callback; a reset forgets everything.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,7 @@ import { request } from 'undici';
 import { log, now, runCleanups, sleep } from './children.ts';
 import { readBody } from './fake-provider.ts';
 import { startFakes } from './phases.ts';
-import { percentile, summarizeLifecycle, type CreateSample } from './stats.ts';
+import { percentile, summarizeLifecycle, type StoredTask } from './stats.ts';
 
 assert.equal(percentile([5, 1, 4, 2, 3], 50), 3);
 assert.equal(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
@@ -68,20 +69,28 @@ const address = dummyRelay.address();
 const relayPort = typeof address === 'object' && address ? address.port : 0;
 
 try {
-  const samples: CreateSample[] = [];
-  for (let n = 0; n < tasks; n++) {
-    const startedAt = now();
+  const stored: StoredTask[] = [];
+  const submit = async (n: number, hold: boolean) => {
     const token = `n${n}-${randomBytes(16).toString('hex')}`;
     const res = await request(`http://127.0.0.1:${fakes.providerPort}/submit`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input: 'bench', webhook: `http://127.0.0.1:${relayPort}/v1/callbacks/${token}`, n }),
+      body: JSON.stringify({ input: 'bench', webhook: `http://127.0.0.1:${relayPort}/v1/callbacks/${token}`, n, ...(hold ? { hold } : {}) }),
     });
     assert.deepEqual(await res.body.json(), { id: `pred_${n}`, status: 'starting' });
-    samples.push({ n, startedAt, finishedAt: now(), status: 201, taskId: `task-${n}` });
+  };
+  const from = now();
+  for (let n = 0; n < tasks; n++) {
+    const createdAt = now();
+    await submit(n, false);
+    stored.push({ n, id: `task-${n}`, createdAt });
   }
+  await submit(tasks, true);
   for (let i = 0; i < 50 && (await fakes.count()).delivered < tasks; i++) await sleep(100);
+  // Long enough for a callback of the held task to have been sent, had there been one.
+  await sleep(delayMs * 3);
   const report = await fakes.report();
+  assert.equal((await fakes.count()).submitted, tasks + 1);
   log('report counters', JSON.stringify(report.counters));
   assert.equal(report.deliveries.length, tasks);
   assert.equal(report.counters.duplicates, 1);
@@ -93,14 +102,20 @@ try {
     assert.deepEqual(b, { id: b.id, status: 'succeeded', output: ['https://example.invalid/out.png'] });
     assert.match(b.id, /^pred_\d+$/);
   }
-  const life = summarizeLifecycle(samples, {
+  assert.equal(report.callbacks.length, tasks, 'the held task was called back');
+  assert.equal(report.callbackMs.length, tasks);
+  const life = summarizeLifecycle(stored, {
     submitAt: new Map(report.submits),
     callbackSentAt: new Map(report.callbacks),
     deliveredAt: new Map(report.deliveries.map(([n, at, taskId, event]) => [n, { at, taskId, event }])),
-  });
+  }, { from, to: now() });
   log('lifecycle', JSON.stringify(life));
   assert.equal(life.lost, 0);
   assert.equal(life.idMismatches, 0);
+  assert.equal(life.completedInWindow, tasks);
+  assert.equal(life.createdInWindow, tasks);
+  await fakes.reset();
+  assert.deepEqual(await fakes.count(), { type: 'count', delivered: 0, deliveredWarmup: 0, submitted: 0 });
   // The provider waits delayMs before its callback; the refused one waits a retry more.
   for (const [n, sent] of report.callbacks) {
     const submit = report.submits.find(([m]) => m === n)?.[1] ?? 0;

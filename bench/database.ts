@@ -2,8 +2,8 @@
  * Throw-away databases for one bench run: each is `relay_bench_<random>` on the
  * server of DATABASE_URL when it is set, otherwise on an embedded PostgreSQL in a
  * temporary directory (the same path the relay itself takes when unconfigured).
- * A run creates two on the same server: one for the floor and the lifecycle
- * phase, one for the create phase alone.
+ * A run creates one per phase on the same server and drops each when its phase
+ * ends, so no phase inherits another's rows, jobs or bloat.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,6 +21,8 @@ export interface BenchDatabase {
 
 export interface BenchServer {
   kind: 'external' | 'embedded';
+  /** a connection to the server's maintenance database (reads pg_stat_activity) */
+  admin: postgres.Sql;
   /** creates a fresh, empty `relay_bench_<random>` */
   createDatabase: () => Promise<BenchDatabase>;
   /** drops every database not dropped yet, then lets go of the server (stops the embedded one) */
@@ -75,14 +77,14 @@ function databasesOn(serverUrl: string) {
     }
   }
 
-  return { createDatabase, dropAll };
+  return { admin, createDatabase, dropAll };
 }
 
 export async function openBenchServer(): Promise<BenchServer> {
   const external = process.env.DATABASE_URL;
   if (external) {
     const server = databasesOn(external);
-    return { kind: 'external', createDatabase: server.createDatabase, close: server.dropAll };
+    return { kind: 'external', admin: server.admin, createDatabase: server.createDatabase, close: server.dropAll };
   }
   // Loaded only here, so a run against DATABASE_URL does not depend on the embedded module.
   const { startEmbeddedPostgres } = await import('../src/db/embedded.ts');
@@ -97,6 +99,7 @@ export async function openBenchServer(): Promise<BenchServer> {
     const server = databasesOn(pg.url);
     return {
       kind: 'embedded',
+      admin: server.admin,
       createDatabase: server.createDatabase,
       close: async () => {
         try {

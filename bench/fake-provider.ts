@@ -1,7 +1,9 @@
 /**
  * A Replicate-like fake provider: the submit answers at once with a prediction in
  * `starting`, and the result arrives later as a POST to the `webhook` URL that the
- * relay substituted into the body. Used by bench/fakes.ts (the child process).
+ * relay substituted into the body — unless the body says `"hold": true`: then it never
+ * calls back (a generation longer than the run; the task stays waiting). Used by
+ * bench/fakes.ts (the child process).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 
@@ -33,11 +35,22 @@ export function startProvider(deps: ProviderDeps): {
   server: Server;
   submits: Map<number, number>;
   callbacks: Map<number, number>;
+  /** how long the relay took to answer the accepted callback, in ms */
+  callbackMs: Map<number, number>;
+  /** forgets every task and zeroes the counters (between two phases) */
+  reset: () => void;
 } {
   const { counters, now } = deps;
-  Object.assign(counters, { badSubmits: 0, duplicateSubmits: 0, callbackRetries: 0, callbacksGivenUp: 0 });
   const submits = new Map<number, number>();
   const callbacks = new Map<number, number>();
+  const callbackMs = new Map<number, number>();
+  const reset = () => {
+    Object.assign(counters, { badSubmits: 0, duplicateSubmits: 0, callbackRetries: 0, callbacksGivenUp: 0 });
+    submits.clear();
+    callbacks.clear();
+    callbackMs.clear();
+  };
+  reset();
 
   async function callBack(n: number, url: string): Promise<void> {
     const body = JSON.stringify({ id: `pred_${n}`, status: 'succeeded', output: ['https://example.invalid/out.png'] });
@@ -48,6 +61,7 @@ export function startProvider(deps: ProviderDeps): {
         const { status, retryAfter } = await deps.post(url, body);
         if (status >= 200 && status < 300) {
           callbacks.set(n, sentAt);
+          callbackMs.set(n, now() - sentAt);
           return;
         }
         counters[`callbackStatus${status}`] = (counters[`callbackStatus${status}`] ?? 0) + 1;
@@ -67,7 +81,7 @@ export function startProvider(deps: ProviderDeps): {
     if (req.method !== 'POST' || req.url !== '/submit') return void res.writeHead(404).end();
     readBody(req)
       .then((raw) => {
-        const body = JSON.parse(raw) as { n?: unknown; webhook?: unknown };
+        const body = JSON.parse(raw) as { n?: unknown; webhook?: unknown; hold?: unknown };
         const n = Number(body.n);
         const url = typeof body.webhook === 'string' ? body.webhook : '';
         if (!Number.isInteger(n) || !/^https?:\/\//.test(url)) throw new Error('no n or webhook');
@@ -79,12 +93,12 @@ export function startProvider(deps: ProviderDeps): {
           return;
         }
         submits.set(n, at);
-        setTimeout(() => void callBack(n, url), deps.delayMs);
+        if (body.hold !== true) setTimeout(() => void callBack(n, url), deps.delayMs);
       })
       .catch(() => {
         counters.badSubmits++;
         if (!res.headersSent) res.writeHead(400).end();
       });
   });
-  return { server, submits, callbacks };
+  return { server, submits, callbacks, callbackMs, reset };
 }

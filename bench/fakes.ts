@@ -4,14 +4,17 @@
  *
  * - a fake provider (Replicate-like): `POST /submit` answers `{id, status:"starting"}`
  *   at once, then after `--delay-ms` POSTs `{status:"succeeded", output}` to the body's
- *   `webhook` URL (the relay's minted callback URL), retrying non-2xx a few times;
+ *   `webhook` URL (the relay's minted callback URL), retrying non-2xx a few times (never,
+ *   when the body says `"hold": true`);
  * - an onComplete receiver: `POST /hook` verifies Standard Webhooks signatures with the
  *   reference library and records the first verified delivery per task.
  *
  * Forked by bench/run.ts with IPC:  env BENCH_WEBHOOK_SECRET, argv `--delay-ms N`.
  *   → { type: 'ready', providerPort, receiverPort }
- *   ← { type: 'count' }  → { type: 'count', delivered, deliveredWarmup }
+ *   ← { type: 'count' }  → { type: 'count', delivered, deliveredWarmup, submitted }
  *   ← { type: 'report' } → FakesReport
+ *   ← { type: 'cpu' }    → { type: 'cpu', ms } (this process's CPU so far)
+ *   ← { type: 'reset' }  → { type: 'reset' } (forgets every task: the next phase starts clean)
  * Tasks are keyed by `n` (body.n at the provider, metadata.n at the receiver);
  * warm-up tasks use negative n so they never enter the figures.
  */
@@ -33,6 +36,8 @@ export interface FakesReport {
   submits: Array<[number, number]>;
   /** [n, send time of the callback the relay answered 2xx] */
   callbacks: Array<[number, number]>;
+  /** [n, ms the relay took to answer that callback] */
+  callbackMs: Array<[number, number]>;
   /** [n, arrival, task id, event] of the first verified delivery per task */
   deliveries: Array<[number, number, string, string]>;
   counters: Record<string, number>;
@@ -45,14 +50,20 @@ const secret = process.env.BENCH_WEBHOOK_SECRET;
 if (!secret) throw new Error('fakes: BENCH_WEBHOOK_SECRET is not set');
 const webhook = new Webhook(secret);
 
-const counters: Record<string, number> = {
-  badSignatures: 0,
-  duplicates: 0, // same webhook-id delivered again
-  duplicateTasks: 0, // same task delivered again under another webhook-id
-  unreadableDeliveries: 0,
-};
+const counters: Record<string, number> = {};
 const deliveries = new Map<number, [number, number, string, string]>();
 const seenWebhookIds = new Set<string>();
+function resetReceiver(): void {
+  Object.assign(counters, {
+    badSignatures: 0,
+    duplicates: 0, // same webhook-id delivered again
+    duplicateTasks: 0, // same task delivered again under another webhook-id
+    unreadableDeliveries: 0,
+  });
+  deliveries.clear();
+  seenWebhookIds.clear();
+}
+resetReceiver();
 
 async function onHook(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const at = now();
@@ -125,16 +136,25 @@ process.on('message', (msg: { type?: string }) => {
   if (msg?.type === 'count') {
     let delivered = 0;
     for (const n of deliveries.keys()) if (n >= 0) delivered++;
-    process.send?.({ type: 'count', delivered, deliveredWarmup: deliveries.size - delivered });
+    process.send?.({ type: 'count', delivered, deliveredWarmup: deliveries.size - delivered, submitted: provider.submits.size });
   } else if (msg?.type === 'report') {
     const report: FakesReport = {
       type: 'report',
       submits: [...provider.submits],
       callbacks: [...provider.callbacks],
+      callbackMs: [...provider.callbackMs],
       deliveries: [...deliveries.values()],
       counters,
     };
     process.send?.(report);
+  } else if (msg?.type === 'cpu') {
+    const cpu = process.cpuUsage();
+    process.send?.({ type: 'cpu', ms: (cpu.user + cpu.system) / 1000 });
+  } else if (msg?.type === 'reset') {
+    for (const key of Object.keys(counters)) delete counters[key];
+    resetReceiver();
+    provider.reset();
+    process.send?.({ type: 'reset' });
   }
 });
 

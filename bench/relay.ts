@@ -1,8 +1,8 @@
 /**
  * The relay under test: `node src/cli.ts serve` as a child process with a fresh
- * key set, its resident memory sampled from /proc while it runs. Started either
- * with `RELAY_ROLE=api` (HTTP only, no workers: the create phase) or with
- * RELAY_ROLE unset, i.e. `all` (the lifecycle phase).
+ * key set and the Node flags of `npm start`, its resident memory sampled from /proc
+ * while it runs. The bench runs it as `npm start` does, RELAY_ROLE unset (= `all`);
+ * scripts/fairness may ask for `api`.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +14,8 @@ import { freePort, isRunning, log, onCleanup, sleep, stop, track } from './child
 
 export interface Relay {
   origin: string;
+  /** the relay's process id (its CPU is read from /proc) */
+  pid: number;
   /** highest resident set size seen so far, in MB (the relay and any process it started) */
   rssMaxMb: () => number;
   /** resident set size now, in MB (the relay and any process it started) */
@@ -82,10 +84,11 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
       RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
       LOG_LEVEL: 'warn',
-      // One load generator and one fake provider on one address and key: the limits stay on
-      // (their cost is measured) but far above what a run sends.
+      // One fake provider on one address: the callback ceiling stays on (its cost is measured)
+      // but far above what a run sends.
       RELAY_CALLBACK_IP_CEILING: '1000000000',
-      RELAY_API_RATE_LIMIT: '1000000000',
+      // One load generator on one API key: a per-key limit would measure the limit (0 = off).
+      RELAY_API_RATE_LIMIT: '0',
       // `all` is the relay's default: leave RELAY_ROLE unset, as a plain `npm start` does.
       ...(role === 'api' ? { RELAY_ROLE: 'api' } : {}),
       ...env,
@@ -132,6 +135,7 @@ export async function startRelay(root: string, databaseUrl: string, keys: RelayK
   log(`relay (role ${role}) ready on ${origin} (pid ${pid}), start-up RSS ${Math.round(treeRssKb(pid) / 1024)} MB`);
   return {
     origin,
+    pid,
     rssMaxMb: () => Math.round((Math.max(maxKb, treeRssKb(pid)) / 1024) * 10) / 10,
     rssNowMb: () => Math.round((treeRssKb(pid) / 1024) * 10) / 10,
     stop: stopRelay,

@@ -1,99 +1,127 @@
 /**
- * `npm run bench` — DESIGN §9. In one run on one machine: the floor (bare hono + one
- * INSERT), the relay, a fake provider and an onComplete receiver (one child process),
- * and this process as the load generator. Prints exactly one JSON line of figures on
+ * `npm run bench` — DESIGN §9 and §14. In one run on one machine: the floor (bare hono + one
+ * INSERT), the relay as `npm start` runs it (role `all`, the same Node flags), a fake provider
+ * and an onComplete receiver (one child process), and a load generator (wrk when installed,
+ * else undici in this process: bench/load.ts). Prints exactly one JSON line of figures on
  * stdout; progress goes to stderr.
  *
- * Phases, one after the other (nothing else measured runs during any of them):
- *   1. fakes up (provider + receiver) and a fresh database A;
- *   2. floor: the floor server on A, warm-up, measured creates → floorRps/P50/P99; stopped;
- *   3. create: the relay with RELAY_ROLE=api on a fresh database B of its own, the same
- *      warm-up, count, concurrency and bodies → createRps/P50/P99 and
- *      ratio = createRps / floorRps; stopped, B dropped;
- *   4. lifecycle: the whole relay (RELAY_ROLE unset = all) on A, the same creates, then
- *      every dispatch → provider callback → onComplete webhook → lifecycleTps, latencies,
- *      lost, rssMaxMb, and lifecycleCreateRps/P99 (creates under full load, for
- *      information); stopped, A dropped.
- * Why createRps is measured API-only: the floor is an HTTP API doing one insert with
- * nothing else running, so ratio compares like with like only if the relay's figure is
- * also just its API and its inserts (task + pg-boss job). A relay that also dispatches,
- * takes callbacks and delivers webhooks for the tasks being created shares the CPU
- * and the database with that work; that figure is lifecycleCreateRps. Database B is
- * separate because the jobs the api-only relay leaves must never reach a worker.
+ * Phases, one after the other, each on a fresh database, each `--seconds` (default 10) of
+ * sustained load by `--clients` (default 32) connections after `--warmup-s` of warm-up and an
+ * ANALYZE of the database (what autovacuum does in a relay's first minute; see phases.ts):
+ *   1. floor: bare hono + one INSERT → floorRps, floorP50/P99;
+ *   (the peer's measure script, with --with-peer;)
+ *   2. relay creates: the whole relay, dispatching every task to the fake provider, which
+ *      holds its callbacks → createRps, createP50/P99, ratio = createRps / floorRps;
+ *   3. lifecycle: the whole relay, the provider calling back after --delay-ms (default 50):
+ *      create → dispatch → callback → signed webhook, under the same sustained creates →
+ *      lifecycleTps (webhooks per second while the creates go on), callback→webhook and
+ *      dispatch lag, the creates' own rate and latency under that load, rssMaxMb; then a
+ *      drain, and lost = stored tasks that never got their webhook.
+ * Every phase reports where the CPU went (loader, server, its database sessions, fakes,
+ * machine, in % of one core): a figure taken with the loader saturated is not a figure.
  */
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { log, onCleanup, runCleanups } from './children.ts';
 import { openBenchServer } from './database.ts';
+import { N_PLACEHOLDER, wrkInstalled, type LoaderKind } from './load.ts';
 import { parseOptions, usage, type BenchOptions } from './options.ts';
-import { measureCreate, measureFloor, measureLifecycle, startFakes } from './phases.ts';
+import { runPeer } from './peer.ts';
+import { measureFloor, measureLifecycle, measureRelayCreates, startFakes, type LoadFigures, type PhaseContext } from './phases.ts';
 import { assertRelayPresent, generateKeys } from './relay.ts';
-import { round, summarizeCreates, summarizeLifecycle } from './stats.ts';
+import { round } from './stats.ts';
+import { runWaiting } from './waiting.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
+/** Below this a phase's figure is not one (DESIGN §14); shorter runs are for checking the bench. */
+const MIN_FIGURE_SECONDS = 5;
+/** A loader at this share of a core may be what limits the rate. */
+const LOADER_SATURATED_PCT = 90;
+/** CPU (% of a core) the machine spent on processes outside the run: a shared machine was busy. */
+const OTHER_BUSY_PCT = 25;
+
+function chooseLoader(wanted: BenchOptions['loader']): LoaderKind {
+  if (wanted === 'undici') return 'undici';
+  if (wrkInstalled()) return 'wrk';
+  if (wanted === 'wrk') throw new Error('--loader wrk: wrk is not installed (apt-get install -y wrk)');
+  log('wrk is not installed: the load generator is undici in this process (its CPU is reported)');
+  return 'undici';
+}
+
+/**
+ * The create request, with the loader's number in `body.n` (the fake provider's key) and in
+ * `metadata.n` (the receiver's): a Replicate-style submit whose `webhook` the relay replaces
+ * with its minted callback URL.
+ */
+function bodyTemplate(providerPort: number, receiverPort: number, hold: boolean): string {
+  return JSON.stringify({
+    targetUrl: `http://127.0.0.1:${providerPort}/submit`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: { input: 'bench', webhook: '{asyncqueue_callback_url}', n: '__N__', ...(hold ? { hold: true } : {}) },
+    onCompleteUrl: `http://127.0.0.1:${receiverPort}/hook`,
+    metadata: { n: '__N__' },
+  })
+    .replace('"__N__"', N_PLACEHOLDER) // body.n: a number
+    .replace('__N__', N_PLACEHOLDER); // metadata.n: a string
+}
+
+function warningsOf(phases: Record<string, LoadFigures>): string[] {
+  const warnings: string[] = [];
+  for (const [name, f] of Object.entries(phases)) {
+    if (f.seconds < MIN_FIGURE_SECONDS) warnings.push(`${name}: ${f.seconds} s measured, under ${MIN_FIGURE_SECONDS} s: a check, not a figure`);
+    if (f.loaderCpuPct >= LOADER_SATURATED_PCT) warnings.push(`${name}: the loader used ${f.loaderCpuPct}% of a core: it may be what limits the rate`);
+    if (f.errors > 0) warnings.push(`${name}: ${f.errors} creates failed`);
+    if ((f.otherCpuPct ?? 0) >= OTHER_BUSY_PCT) warnings.push(`${name}: ${f.otherCpuPct}% of a core went to processes outside the run: the machine was not quiet`);
+  }
+  return warnings;
+}
+
 async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
   if (!opts.floorOnly) assertRelayPresent(root);
-  const phases = [
-    'fakes up, database A',
-    'floor (bare hono + INSERT, database A)',
-    ...(opts.floorOnly
-      ? []
-      : ['create (relay RELAY_ROLE=api, database B, then dropped)', 'lifecycle (relay RELAY_ROLE=all, database A)']),
-  ];
-  log(`phases: ${phases.map((p, i) => `${i + 1}. ${p}`).join(' → ')}`);
-  const phase = (i: number) => log(`— phase ${i}/${phases.length}: ${phases[i - 1]}`);
+  const loader = chooseLoader(opts.loader);
+  const names = ['floor', ...(opts.withPeer ? ['peer (its measure script)'] : []), ...(opts.floorOnly ? [] : ['relay creates', 'lifecycle'])];
+  log(`phases: ${names.join(' → ')}; ${opts.seconds} s each after ${opts.warmupS} s of warm-up, ${opts.clients} clients, loader ${loader}`);
 
-  phase(1);
   const keys = generateKeys();
   const server = await openBenchServer();
   onCleanup(server.close);
-  const db = await server.createDatabase();
   const fakes = await startFakes(root, opts.delayMs, keys.webhookSecret);
   log(`fakes: provider on ${fakes.providerPort}, receiver on ${fakes.receiverPort}`);
-
-  // The same body for the floor and the relay: a Replicate-style submit whose
-  // `webhook` the relay replaces with its minted callback URL.
-  const body = (n: number) =>
-    JSON.stringify({
-      targetUrl: `http://127.0.0.1:${fakes.providerPort}/submit`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: { input: 'bench', webhook: '{asyncqueue_callback_url}', n },
-      onCompleteUrl: `http://127.0.0.1:${fakes.receiverPort}/hook`,
-      metadata: { n: String(n) },
-    });
-
-  const params = { tasks: opts.tasks, concurrency: opts.concurrency, delayMs: opts.delayMs, warmup: opts.warmup };
-  phase(2);
-  const floorPhase = await measureFloor(root, db.url, opts, body);
-  const floor = summarizeCreates(floorPhase.samples, floorPhase.startedAt, floorPhase.finishedAt);
-  const floorFigures = {
-    floorRps: floor.okRps,
-    floorP50Ms: floor.p50Ms,
-    floorP99Ms: floor.p99Ms,
-    floorErrors: floor.errors + floorPhase.notSent,
+  const ctx: PhaseContext = {
+    root,
+    opts,
+    loader,
+    server,
+    fakes,
+    keys,
+    bodyTemplate: (hold) => bodyTemplate(fakes.providerPort, fakes.receiverPort, hold),
   };
-  if (opts.floorOnly) return { ...params, ...floorFigures, database: server.kind };
+  const params = { seconds: opts.seconds, warmupS: opts.warmupS, clients: opts.clients, delayMs: opts.delayMs, loader, analyzedAfterWarmup: opts.analyze };
+  const env = { database: server.kind, node: process.version, cpus: availableParallelism() };
 
-  phase(3);
-  const createDb = await server.createDatabase();
-  const createRun = await measureCreate(root, createDb.url, opts, body, keys, fakes);
-  await createDb.drop();
-  const create = summarizeCreates(createRun.phase.samples, createRun.phase.startedAt, createRun.phase.finishedAt);
+  log('— floor (bare hono + one INSERT)');
+  const floor = await measureFloor(ctx);
+  if (opts.floorOnly) {
+    return { ...params, floorRps: floor.okRps, floorP50Ms: floor.p50Ms, floorP99Ms: floor.p99Ms, floorSeconds: floor.seconds, floorLoaderCpuPct: floor.loaderCpuPct, warnings: warningsOf({ floor }), phases: { floor }, ...env };
+  }
 
-  phase(4);
-  const relay = await measureLifecycle(root, db.url, opts, body, keys, fakes);
-  const lifeCreate = summarizeCreates(relay.phase.samples, relay.phase.startedAt, relay.phase.finishedAt);
-  const life = summarizeLifecycle(relay.phase.samples, {
-    submitAt: new Map(relay.report.submits),
-    callbackSentAt: new Map(relay.report.callbacks),
-    deliveredAt: new Map(relay.report.deliveries.map(([n, at, taskId, event]) => [n, { at, taskId, event }])),
-  });
-  const c = relay.report.counters;
+  let peer: Record<string, unknown> | undefined;
+  if (opts.withPeer) {
+    log(`— peer: ${opts.withPeer}`);
+    peer = await runPeer(opts.withPeer);
+    log(`peer: ${JSON.stringify(peer)}`);
+  }
+
+  log('— relay creates (the whole relay; the provider holds its callbacks)');
+  const create = await measureRelayCreates(ctx);
+  log(`— lifecycle (the whole relay; the provider calls back after ${opts.delayMs} ms)`);
+  const lifecycle = await measureLifecycle(ctx);
+  const life = lifecycle.life;
+
   return {
     ...params,
-    // Only 201s count as created; errors are reported apart, never as throughput.
     createRps: create.okRps,
     createP50Ms: create.p50Ms,
     createP99Ms: create.p99Ms,
@@ -102,36 +130,47 @@ async function main(opts: BenchOptions): Promise<Record<string, unknown>> {
     callbackToNotifyP99Ms: life.callbackToNotifyP99Ms,
     dispatchLagP50Ms: life.dispatchLagP50Ms,
     dispatchLagP99Ms: life.dispatchLagP99Ms,
-    rssMaxMb: relay.rssMaxMb,
-    ...floorFigures,
+    // The relay's highest RSS in either phase (each phase's own is under phases).
+    rssMaxMb: Math.max(create.rssMaxMb, lifecycle.rssMaxMb),
+    floorRps: floor.okRps,
     ratio: create.okRps && floor.okRps ? round(create.okRps / floor.okRps, 3) : null,
     lost: life.lost,
-    lifecycleCreateRps: lifeCreate.okRps,
-    lifecycleCreateP50Ms: lifeCreate.p50Ms,
-    lifecycleCreateP99Ms: lifeCreate.p99Ms,
-    createErrors: create.errors + createRun.phase.notSent,
-    lifecycleCreateErrors: lifeCreate.errors + relay.phase.notSent,
-    badSignatures: c.badSignatures,
-    duplicates: c.duplicates,
-    delivered: life.delivered,
-    notCompleted: life.notCompleted,
-    dispatched: life.dispatched,
-    duplicateTasks: c.duplicateTasks,
-    duplicateSubmits: c.duplicateSubmits,
-    badSubmits: c.badSubmits,
-    callbackRetries: c.callbackRetries,
-    callbacksGivenUp: c.callbacksGivenUp,
-    taskIdMismatches: life.idMismatches,
-    createSeconds: create.seconds,
-    lifecycleCreateSeconds: lifeCreate.seconds,
+    // The creates while every task also runs its lifecycle, and their rate against the floor's.
+    lifecycleCreateRps: lifecycle.creates.okRps,
+    lifecycleCreateP50Ms: lifecycle.creates.p50Ms,
+    lifecycleCreateP99Ms: lifecycle.creates.p99Ms,
+    lifecycleRatio: lifecycle.creates.okRps && floor.okRps ? round(lifecycle.creates.okRps / floor.okRps, 3) : null,
+    floorP50Ms: floor.p50Ms,
+    floorP99Ms: floor.p99Ms,
     floorSeconds: floor.seconds,
-    drainMs: Math.round(relay.drainMs),
-    createRssMaxMb: createRun.rssMaxMb,
-    createRelayExit: createRun.relayExit,
-    relayExit: relay.relayExit,
-    database: server.kind,
-    node: process.version,
-    cpus: availableParallelism(),
+    createSeconds: create.seconds,
+    lifecycleSeconds: lifecycle.creates.seconds,
+    floorLoaderCpuPct: floor.loaderCpuPct,
+    createLoaderCpuPct: create.loaderCpuPct,
+    lifecycleLoaderCpuPct: lifecycle.creates.loaderCpuPct,
+    warnings: warningsOf({ floor, create, lifecycle: lifecycle.creates }),
+    phases: {
+      floor,
+      create,
+      lifecycle: {
+        ...lifecycle.creates,
+        completedInWindow: life.completedInWindow,
+        createdInWindow: life.createdInWindow,
+        backlogAtEnd: lifecycle.backlogAtEnd,
+        drainMs: lifecycle.drainMs,
+        rssMaxMb: lifecycle.rssMaxMb,
+        stored: life.stored,
+        dispatched: life.dispatched,
+        delivered: life.delivered,
+        notCompleted: life.notCompleted,
+        taskIdMismatches: life.idMismatches,
+        callbackAnswerP50Ms: lifecycle.callbackAnswerP50Ms,
+        callbackAnswerP99Ms: lifecycle.callbackAnswerP99Ms,
+        ...lifecycle.counters,
+      },
+    },
+    ...(peer ? { peer } : {}),
+    ...env,
   };
 }
 
@@ -156,7 +195,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 let exitCode = 0;
 try {
-  const figures = await main(opts);
+  const figures = opts.waiting > 0 ? await runWaiting(root, opts) : await main(opts);
   process.stdout.write(`${JSON.stringify(figures)}\n`);
 } catch (err) {
   // An expected failure (no relay, relay does not start) reads better without a stack.

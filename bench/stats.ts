@@ -1,8 +1,9 @@
 /**
  * Pure arithmetic of the benchmark: percentiles by sorting and the joins between
- * what the load generator, the fake provider and the receiver each recorded.
+ * what the relay stored, the fake provider and the receiver each recorded.
  * Every time here is `performance.timeOrigin + performance.now()` taken in the
- * process that saw the event, so times from different processes compare.
+ * process that saw the event (or a row's timestamp, PostgreSQL's clock on the same
+ * machine), so times from different processes compare.
  */
 
 /** Nearest-rank percentile (p in 0..100) of unsorted samples; null when there are none. */
@@ -20,14 +21,12 @@ export function round(value: number | null, digits = 2): number | null {
   return Math.round(value * f) / f;
 }
 
-/** One create request as the load generator saw it. */
-export interface CreateSample {
+/** A task as the relay stored it: its bench number (metadata.n), its id and its created_at. */
+export interface StoredTask {
   n: number;
-  startedAt: number;
-  finishedAt: number;
-  status: number;
-  taskId: string | null;
-  error?: string;
+  id: string;
+  /** the row's created_at (the start of the transaction that inserted it), in ms since the epoch */
+  createdAt: number;
 }
 
 /** Per-task events recorded by the fakes child, keyed by the task's `n`. */
@@ -40,58 +39,55 @@ export interface LifecycleEvents {
   deliveredAt: Map<number, { at: number; taskId: string; event: string }>;
 }
 
-/** Figures of one create phase (relay or floor). */
-export function summarizeCreates(samples: readonly CreateSample[], phaseStart: number, phaseEnd: number) {
-  const ok = samples.filter((s) => s.status === 201);
-  const latencies = ok.map((s) => s.finishedAt - s.startedAt);
-  const seconds = (phaseEnd - phaseStart) / 1000;
-  return {
-    rps: round(samples.length / seconds, 1),
-    okRps: round(ok.length / seconds, 1),
-    p50Ms: round(percentile(latencies, 50)),
-    p99Ms: round(percentile(latencies, 99)),
-    errors: samples.length - ok.length,
-    seconds: round(seconds, 3),
-  };
-}
-
-/** Joins the create samples with the fakes' records into the lifecycle figures. */
-export function summarizeLifecycle(samples: readonly CreateSample[], ev: LifecycleEvents) {
-  const created = samples.filter((s) => s.status === 201);
-  let firstSent = Infinity;
-  for (const s of samples) firstSent = Math.min(firstSent, s.startedAt);
+/**
+ * The lifecycle figures of a phase of sustained load. Rates and latencies are taken inside the
+ * measured window [from, to] only — what the relay did while the creates kept coming — so the
+ * tasks of the warm-up that complete in it count, and the drain after it does not:
+ * - lifecycleTps: webhooks of `task.completed` that arrived in the window, per second;
+ * - callback→webhook: of the webhooks that arrived in the window;
+ * - dispatch lag: of the tasks created in the window, created_at → the provider has the submit.
+ * `lost` counts every stored task (warm-up included) that no webhook reached after the drain.
+ */
+export function summarizeLifecycle(tasks: readonly StoredTask[], ev: LifecycleEvents, window: { from: number; to: number }) {
+  const inWindow = (t: number) => t >= window.from && t <= window.to;
   const dispatchLag: number[] = [];
   const callbackToNotify: number[] = [];
-  let lastDelivery = -Infinity;
-  let completed = 0;
+  let completedInWindow = 0;
+  let createdInWindow = 0;
+  let delivered = 0;
   let notCompleted = 0;
   let lost = 0;
   let idMismatches = 0;
-  for (const s of created) {
-    const submit = ev.submitAt.get(s.n);
-    if (submit !== undefined) dispatchLag.push(submit - s.finishedAt);
-    const delivery = ev.deliveredAt.get(s.n);
+  for (const task of tasks) {
+    const submit = ev.submitAt.get(task.n);
+    if (inWindow(task.createdAt)) {
+      createdInWindow++;
+      if (submit !== undefined) dispatchLag.push(submit - task.createdAt);
+    }
+    const delivery = ev.deliveredAt.get(task.n);
     if (delivery === undefined) {
       lost++;
       continue;
     }
-    if (delivery.taskId !== s.taskId) idMismatches++;
-    if (delivery.event === 'task.completed') completed++;
-    else notCompleted++;
-    lastDelivery = Math.max(lastDelivery, delivery.at);
-    const sent = ev.callbackSentAt.get(s.n);
+    delivered++;
+    if (delivery.taskId !== task.id) idMismatches++;
+    if (delivery.event !== 'task.completed') notCompleted++;
+    if (!inWindow(delivery.at)) continue;
+    if (delivery.event === 'task.completed') completedInWindow++;
+    const sent = ev.callbackSentAt.get(task.n);
     if (sent !== undefined) callbackToNotify.push(delivery.at - sent);
   }
-  const delivered = completed + notCompleted;
-  const span = (lastDelivery - firstSent) / 1000;
+  const seconds = (window.to - window.from) / 1000;
   return {
-    // Only lifecycles that ended in task.completed count as throughput.
-    lifecycleTps: delivered > 0 ? round(completed / span, 1) : 0,
+    lifecycleTps: round(completedInWindow / seconds, 1),
+    createdInWindow,
+    completedInWindow,
+    stored: tasks.length,
+    dispatched: tasks.filter((t) => ev.submitAt.has(t.n)).length,
     delivered,
     notCompleted,
     lost,
     idMismatches,
-    dispatched: dispatchLag.length,
     dispatchLagP50Ms: round(percentile(dispatchLag, 50)),
     dispatchLagP99Ms: round(percentile(dispatchLag, 99)),
     callbackToNotifyP50Ms: round(percentile(callbackToNotify, 50)),
