@@ -37,6 +37,9 @@ test('first start initialises the cluster, creates the relay database and leaves
     assert.deepEqual(['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s)), signalListeners);
     const rows = await query(server.url, (sql) => sql`select 1 as one, current_database() as db`);
     assert.deepEqual([...rows], [{ one: 1, db: 'relay' }]);
+    // A new database gets its first statistics within seconds (embedded-process.ts).
+    const [naptime] = await query(server.url, (sql) => sql`select current_setting('autovacuum_naptime') as value`);
+    assert.equal(naptime.value, '10s');
     await query(server.url, (sql) => sql`create table survivor (note text)`);
     await query(server.url, (sql) => sql`insert into survivor values ('kept')`);
   } finally {
