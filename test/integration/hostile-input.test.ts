@@ -60,7 +60,7 @@ const corruption = fc.oneof(
     { metadata: { 'k\u0000': 'v' } }, { metadata: { k: '\ud800' } }, { maxRetries: 11 }, { maxRetries: -1 }, { maxRetries: 1.5 }, { maxRetries: '3' },
     { timeout: 0 }, { timeout: 601 }, { maxWaitTime: 604_801 }, { priority: 0 }, { retryBackoff: 'random' }, { delayUntil: 'tomorrow' },
     { waitForSignal: 'yes' }, { onCompleteUrl: 'file:///etc/passwd' }, { provider: 'nope' }, { pollConfig: { urlTemplate: 'x'.repeat(70_000) } },
-    { pollConfig: [] }, { body: deepJson(200) }, { surprise: true }, { __proto__: { polluted: true } }, { constructor: { prototype: { x: 1 } } },
+    { pollConfig: [] }, { body: deepJson(200) }, { surprise: true }, { constructor: { prototype: { x: 1 } } },
   ),
   fc.record({ [`x${Math.random().toString(36).slice(2, 6)}`]: fc.jsonValue() }),
 );
@@ -79,6 +79,9 @@ const taskBody = fc.oneof(
   fc.string({ maxLength: 200 }),
   fc.integer({ min: 1_000, max: 100_000 }).map((n) => `{"targetUrl":"http://127.0.0.1:9/","body":${'['.repeat(n)}${']'.repeat(n)}}`),
   fc.constant(JSON.stringify({ ...VALID, body: 'x'.repeat(2 * 1024 * 1024) })),
+  // Written as text: an object literal's `__proto__` sets a prototype, so Object.assign and
+  // JSON.stringify above would drop it and send a valid task.
+  fc.constant(`{"__proto__":{"polluted":true},${JSON.stringify(VALID).slice(1)}`),
 );
 
 const headerSafe = fc.string({ unit: fc.constantFrom(...'abcXYZ019-_.:;/=, \t"\'{}[]'.split('')), maxLength: 300 });
@@ -96,6 +99,13 @@ test('POST /v1/tasks: malformed bodies, content types and headers are 4xx proble
     }),
     { numRuns: 250 },
   );
+  // A `__proto__` key is an unknown key like any other, not a prototype.
+  await assertRefused({
+    method: 'POST',
+    path: '/v1/tasks',
+    body: `{"__proto__":{"polluted":true},${JSON.stringify(VALID).slice(1)}`,
+    headers: { 'content-type': 'application/json', 'x-api-key': relay.apiKey },
+  });
   // A valid task, but not declared as JSON: 415.
   for (const type of ['text/plain', 'application/x-www-form-urlencoded', undefined]) {
     const headers: Record<string, string> = { 'x-api-key': relay.apiKey, ...(type ? { 'content-type': type } : {}) };
