@@ -244,7 +244,7 @@ export async function checkJobShapes(boss: PgBoss, queue: QueueName, log: Pick<L
 /** Creates (or updates) every queue of the catalog; run at boot, before any send, so `send` never misses pg-boss's cache. */
 export async function createQueues(boss: PgBoss): Promise<void> {
   const existing = new Set((await boss.getQueues()).map((q) => q.name));
-  for (const { name, options } of Object.values(catalog)) {
+  for (const [name, { options }] of Object.entries(catalog)) {
     if (existing.has(name)) await boss.updateQueue(name, options);
     else await boss.createQueue(name, options);
   }

@@ -50,28 +50,27 @@ const notifyJob = z.union([
 
 type QueueOptions = Omit<Queue, 'name'>;
 
-/** One queue: its pg-boss name, its payload's schema and its pg-boss options. */
+/** One queue, under its pg-boss name: its payload's schema and its pg-boss options. */
 interface QueueSpec<S extends z.ZodType> {
-  name: string;
   payload: S;
   options: QueueOptions;
 }
 
-const queue = <S extends z.ZodType>(name: string, payload: S, options: QueueOptions): QueueSpec<S> => ({ name, payload, options });
+const queue = <S extends z.ZodType>(payload: S, options: QueueOptions): QueueSpec<S> => ({ payload, options });
 
 export const catalog = {
   /** Call the task's target (one attempt per job; retries are new delayed jobs). */
-  'task.dispatch': queue('task.dispatch', taskJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 }),
+  'task.dispatch': queue(taskJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 }),
   /** `maxWaitTime` reached for a waiting task: time it out if still waiting. */
-  'task.deadline': queue('task.deadline', taskJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, expireInSeconds: 60 }),
+  'task.deadline': queue(taskJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, expireInSeconds: 60 }),
   /** Deliver the onComplete webhook (one attempt per job). */
-  'task.notify': queue('task.notify', notifyJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 120 }),
+  'task.notify': queue(notifyJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 120 }),
   /** One poll of a provider's status URL (each next poll is a new delayed job). */
-  'task.poll': queue('task.poll', pollJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 }),
+  'task.poll': queue(pollJob, { notify: true, retryLimit: 20, retryDelay: 2, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 900 }),
   /** Call the provider's cancel endpoint after a task was cancelled or timed out. */
-  'task.provider_cancel': queue('task.provider_cancel', providerCancelJob, { notify: true, retryLimit: 5, retryDelay: 5, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 300 }),
+  'task.provider_cancel': queue(providerCancelJob, { notify: true, retryLimit: 5, retryDelay: 5, retryBackoff: true, heartbeatSeconds: 10, expireInSeconds: 300 }),
   /** Delete terminal tasks past retention (scheduled daily). */
-  'task.purge': queue('task.purge', z.object({}), { retryLimit: 2, expireInSeconds: 600 }),
+  'task.purge': queue(z.object({}), { retryLimit: 2, expireInSeconds: 600 }),
 } as const;
 
 export type QueueName = keyof typeof catalog;
