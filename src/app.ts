@@ -15,7 +15,7 @@ import { registerProviderRoutes } from './http/routes/providers.ts';
 import { type Readiness, registerSystemRoutes } from './http/routes/system.ts';
 import { registerTaskRoutes } from './http/routes/tasks.ts';
 import type { KeyCache } from './projects/key-cache.ts';
-import type { RateLimitConfig } from './config.ts';
+import type { Config, RateLimitConfig } from './config.ts';
 import { apiKeyLimit, callbackLimits } from './http/rate-limit.ts';
 import { authFailureLimit } from './http/auth-limit.ts';
 import { requireJson } from './http/content-type.ts';
@@ -42,6 +42,16 @@ export interface AppDeps {
   admission: AdmissionOptions;
   /** RELAY_LONG_POLLS_PER_KEY: open `?wait=` requests of one API key (http/long-polls.ts); 0 = no cap. */
   longPollsPerKey: number;
+}
+
+/** The app's settings as the configuration gives them (main.ts; tests build apps the same way). */
+export function appSettings(config: Config): Pick<AppDeps, 'limits' | 'trustedProxies' | 'admission' | 'longPollsPerKey'> {
+  return {
+    limits: config.rateLimits,
+    trustedProxies: config.trustedProxies,
+    admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
+    longPollsPerKey: config.longPollsPerKey,
+  };
 }
 
 /** "targetUrl: must be an absolute http(s) URL; maxRetries: Too big: expected number to be <=10" */

@@ -4,7 +4,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { PgBoss } from 'pg-boss';
 import pino, { type Logger } from 'pino';
 import type postgres from 'postgres';
-import { createApp } from './app.ts';
+import { appSettings, createApp } from './app.ts';
 import type { Config } from './config.ts';
 import type { Relay } from './context.ts';
 import { PRODUCTION_TIMINGS, type Timings } from './timings.ts';
@@ -214,10 +214,7 @@ async function bootOnce(config: Config, options: StartOptions, log: Logger, data
       const app = createApp({
         relay,
         keys,
-        limits: config.rateLimits,
-        trustedProxies: config.trustedProxies,
-        admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
-        longPollsPerKey: config.longPollsPerKey,
+        ...appSettings(config),
         draining: draining.signal,
         requestBudgetMs: options.requestBudgetMs,
         readiness: { check: async () => !bossStopped && !draining.signal.aborted && (await probeDatabase(probe.sql)) },

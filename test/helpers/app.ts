@@ -1,4 +1,4 @@
-import { type AppDeps, createApp } from '../../src/app.ts';
+import { type AppDeps, appSettings, createApp } from '../../src/app.ts';
 import { createDatabase } from '../../src/db/client.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import { createKeyCache, type KeyCache } from '../../src/projects/key-cache.ts';
@@ -19,10 +19,7 @@ export function createTestApp(relay: TestRelay, overrides: Partial<AppDeps> = {}
   return createApp({
     relay: core,
     keys: createKeyCache(core.db, core.hashes),
-    limits: config.rateLimits,
-    trustedProxies: config.trustedProxies,
-    admission: { max: config.createConcurrency, maxPerKey: config.createConcurrencyPerKey, maxWaitingPerKey: config.createQueuePerKey },
-    longPollsPerKey: config.longPollsPerKey,
+    ...appSettings(config),
     readiness: { check: async () => (await core.sql`select 1`).length === 1 },
     ...overrides,
   });
