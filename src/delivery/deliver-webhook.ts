@@ -40,16 +40,13 @@ export function nextDelayMs(schedule: number[], attempt: number, retryAfterMs?: 
   return Math.max(jittered, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
 }
 
-/** A task and its project's sealed signing secret, as one attempt needs them. */
-type ForDelivery = KnownDelivery;
-
 /**
  * Starts the HTTP attempt if the job is still the one expected, and returns what recording it
  * needs. Not async on purpose: the row and the signed body (a result may be 1 MiB) live only in
  * this frame, so nothing holds them while the receiver takes its time — V8 keeps every local of an
  * async function alive across its awaits.
  */
-function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: ForDelivery) {
+function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: KnownDelivery) {
   if (!task.onCompleteUrl || task.deliveryStatus !== 'pending') return undefined;
   if ('ref' in job && task.callbackRef !== job.ref) return undefined;
   if (task.deliveryGeneration !== job.generation || task.deliveryAttempts !== job.attempt - 1) return undefined;
@@ -75,7 +72,7 @@ function startAttempt(relay: Relay, job: NotifyJob, { task, secretSealed }: ForD
  * under the row lock, checked against (generation, attempts), so a job replayed after a crash, or one of an
  * older round after a redelivery, cannot double-count or schedule a second chain.
  */
-export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: ForDelivery, onAnswered?: () => void): Promise<void> {
+export async function deliverWebhook(relay: Relay, job: NotifyJob, known?: KnownDelivery, onAnswered?: () => void): Promise<void> {
   // `known`: the caller has just written the task (prompt delivery) and needs no second read.
   let found = known ?? (await findTaskForDelivery(relay.db, job));
   known = undefined;
